@@ -1,0 +1,207 @@
+"""Dataclass schemas for every config group, registered in Hydra's ConfigStore.
+
+Each YAML option in conf/ names its schema first in its defaults list, so Hydra
+checks types and rejects unknown keys while it composes (`trainer.epochs=abc`
+or `model.hiden_sizes=[4]` fail before anything runs). Ranges and choices that
+types cannot express are checked by `validate`, before any data is built.
+
+This module imports nothing heavy: `aecli --help` and `--cfg job` load it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu", "softplus")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+LOSSES = ("mse", "sse")  # mean of squared errors, or their sum (per batch)
+OPTIMIZERS = ("adam", "sgd")
+
+
+class ConfigError(ValueError):
+    """A config value that is well-typed but not allowed; the message is one sentence."""
+
+
+# --------------------------------------------------------------------- dataset
+@dataclass
+class DatasetConfig:
+    _target_: str = MISSING
+    name: str = MISSING
+    n: int = 2000  # number of points generated
+    noise: float = 0.0  # std of the Gaussian noise added before standardising
+    train_fraction: float = 0.85  # 1700 of 2000 points train, 300 validate
+    seed: int = "${seed}"  # type: ignore[assignment]  # data noise and split
+    # [xmin, xmax, ymin, ymax] of the reconstruction-error map (2-D data only)
+    grid_extent: Optional[list[float]] = None
+
+
+@dataclass
+class PolynomialCurveConfig(DatasetConfig):
+    _target_: str = "aecli.data.polynomial_curve"
+    name: str = "polynomial"
+    noise: float = 1.0
+
+
+@dataclass
+class LogSpiralConfig(DatasetConfig):
+    _target_: str = "aecli.data.log_spiral"
+    name: str = "spiral"
+    a: float = 0.05
+    b: float = 0.10
+    theta_max: float = 50.0
+
+
+# ----------------------------------------------------------------------- model
+@dataclass
+class MLPAutoencoderConfig:
+    _target_: str = "aecli.models.MLPAutoencoder"
+    name: str = "mlp"
+    input_dim: Optional[int] = None  # null: taken from the data
+    hidden_sizes: list[int] = field(default_factory=list)  # encoder hidden layers
+    decoder_hidden_sizes: Optional[list[int]] = None  # null: the encoder's, reversed
+    latent_dim: int = 2
+    activation: str = "relu"  # after every hidden layer
+    latent_activation: str = "identity"  # on the code itself
+    bias: bool = True
+    dropout: float = 0.0  # after every hidden activation, encoder and decoder
+    code_dropout: float = 0.0  # on the code, as the decoder's first step
+    latent_batchnorm: bool = False  # BatchNorm1d on the code, decoder side
+
+
+# ------------------------------------------------------------------- optimizer
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING  # one of OPTIMIZERS
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_decay: Optional[float] = None  # gamma of an ExponentialLR stepped each epoch
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    name: str = "adam"
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    name: str = "sgd"
+    lr: float = 1e-2
+    momentum: float = 0.0
+    nesterov: bool = False
+
+
+# ----------------------------------------------------------------- regularizer
+@dataclass
+class RegularizerConfig:
+    _target_: str = "aecli.regularizers.NoRegularizer"
+    name: str = "none"
+
+
+# --------------------------------------------------------------------- trainer
+@dataclass
+class TrainerConfig:
+    epochs: int = 60
+    batch_size: int = 32
+    drop_last: bool = False
+    loss: str = "mse"  # one of LOSSES
+    device: str = "auto"  # one of DEVICES; auto = cuda, then mps, then cpu
+    num_threads: int = 1  # torch intra-op threads; 0 keeps torch's default
+    checkpoint_every: int = 1  # epochs between checkpoints/last.pt writes
+    progress: bool = True  # a progress bar on a terminal (never in logs)
+
+
+# ----------------------------------------------------------------------- plots
+@dataclass
+class PlotsConfig:
+    enabled: bool = True
+    error_map_resolution: int = 500  # grid points per axis of error_map.png (2-D data)
+    error_threshold: float = 0.1  # the thresholded map shows ||x_hat - x|| below this
+    dpi: int = 110
+
+
+@dataclass
+class AecliConfig:
+    dataset: Any = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    regularizer: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    plots: PlotsConfig = field(default_factory=PlotsConfig)
+    seed: int = 1337
+
+
+def register_schemas() -> None:
+    """Store the schemas under `schema/...` where the YAML options extend them, and register
+    the `aecli_pid` resolver that makes run-folder names unique per process."""
+    OmegaConf.register_new_resolver("aecli_pid", lambda: str(os.getpid()), replace=True)
+    cs = ConfigStore.instance()
+    cs.store(name="aecli_schema", node=AecliConfig)
+    for group, name, node in [
+        ("dataset", "polynomial", PolynomialCurveConfig),
+        ("dataset", "spiral", LogSpiralConfig),
+        ("model", "mlp", MLPAutoencoderConfig),
+        ("optimizer", "adam", AdamConfig),
+        ("optimizer", "sgd", SGDConfig),
+        ("regularizer", "none", RegularizerConfig),
+        ("trainer", "default", TrainerConfig),
+    ]:
+        cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config `aecli <overrides>` would run, composed without Hydra's app runner (tests, notebooks)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    register_schemas()
+    with initialize_config_module(config_module="aecli.conf", version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+# ------------------------------------------------------------------ validation
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check ranges and choices of a composed config; raise ConfigError on the first bad value."""
+    t, m, o, d = cfg.trainer, cfg.model, cfg.optimizer, cfg.dataset
+    _check(t.epochs >= 0, "trainer.epochs", t.epochs, "use an integer >= 0")
+    _check(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "use an integer >= 1")
+    _check(t.loss in LOSSES, "trainer.loss", t.loss, f"choose one of {', '.join(LOSSES)}")
+    _check(t.device in DEVICES, "trainer.device", t.device, f"choose one of {', '.join(DEVICES)}")
+    _check(t.num_threads >= 0, "trainer.num_threads", t.num_threads, "use 0 (torch default) or more")
+    _check(t.checkpoint_every >= 1, "trainer.checkpoint_every", t.checkpoint_every, "use an integer >= 1")
+    _check(o.name in OPTIMIZERS, "optimizer.name", o.name, f"choose one of {', '.join(OPTIMIZERS)}")
+    _check(o.lr > 0, "optimizer.lr", o.lr, "use a learning rate > 0")
+    _check(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "use a value >= 0")
+    if o.lr_decay is not None:
+        _check(0 < o.lr_decay <= 1, "optimizer.lr_decay", o.lr_decay, "use a gamma in (0, 1] or null")
+    if "momentum" in o:
+        _check(o.momentum >= 0, "optimizer.momentum", o.momentum, "use a value >= 0")
+    _check(m.latent_dim >= 1, "model.latent_dim", m.latent_dim, "use an integer >= 1")
+    for key in ("hidden_sizes", "decoder_hidden_sizes"):
+        sizes = m[key] or []
+        _check(all(s >= 1 for s in sizes), f"model.{key}", list(sizes), "use positive layer sizes")
+    for key in ("activation", "latent_activation"):
+        _check(m[key] in ACTIVATIONS, f"model.{key}", m[key], f"choose one of {', '.join(ACTIVATIONS)}")
+    for key in ("dropout", "code_dropout"):
+        _check(0 <= m[key] < 1, f"model.{key}", m[key], "use a probability in [0, 1)")
+    p = cfg.plots
+    _check(p.error_map_resolution >= 2, "plots.error_map_resolution", p.error_map_resolution, "use an integer >= 2")
+    _check(p.error_threshold > 0, "plots.error_threshold", p.error_threshold, "use a value > 0")
+    _check(p.dpi >= 10, "plots.dpi", p.dpi, "use an integer >= 10")
+    _check(d.n >= 2, "dataset.n", d.n, "use at least 2 points")
+    _check(d.noise >= 0, "dataset.noise", d.noise, "use a standard deviation >= 0")
+    _check(0 < d.train_fraction < 1, "dataset.train_fraction", d.train_fraction, "use a fraction in (0, 1)")
+    if d.grid_extent is not None:
+        e = list(d.grid_extent)
+        _check(len(e) == 4 and e[0] < e[1] and e[2] < e[3], "dataset.grid_extent", e,
+               "use [xmin, xmax, ymin, ymax] with xmin < xmax and ymin < ymax")

@@ -1,0 +1,102 @@
+"""The run's figures. Each function takes plain arrays and writes one PNG.
+
+matplotlib runs headless (Agg); nothing here touches torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+CMAP = "viridis"
+
+
+def _save(fig: plt.Figure, path: Path, dpi: int) -> None:
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def loss_curve(epochs: Sequence[int], train: Sequence[float], val: Sequence[float], title: str,
+               loss_name: str, path: Path, dpi: int = 110) -> None:
+    """Train and validation loss per epoch (epoch 0 = untrained model), log scale when all positive."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, train, "-o" if len(epochs) < 30 else "-", ms=3, label="train")
+    ax.plot(epochs, val, "-o" if len(epochs) < 30 else "-", ms=3, label="validation")
+    if min(min(train), min(val)) > 0:
+        ax.set_yscale("log")
+    ax.set(xlabel="epoch (0 = untrained)", ylabel=f"{loss_name} loss", title=f"{title}: loss")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    _save(fig, path, dpi)
+
+
+def latent(codes: np.ndarray, color: np.ndarray, color_label: str, title: str, path: Path, dpi: int = 110) -> None:
+    """Validation codes: a strip plus histogram for a 1-D code, a 2-D scatter, or a 3-D scatter
+    of the first three coordinates; coloured by position along the curve (or label)."""
+    dim = codes.shape[1]
+    if dim == 1:
+        fig, (ax_hist, ax) = plt.subplots(2, 1, figsize=(6, 4), sharex=True, height_ratios=[2, 1])
+        ax_hist.hist(codes[:, 0], bins=40, color="0.5")
+        ax_hist.set(ylabel="count", title=f"{title}: 1-D code of validation points")
+        jitter = np.random.default_rng(0).uniform(-1, 1, len(codes))
+        sc = ax.scatter(codes[:, 0], jitter, c=color, cmap=CMAP, s=8)
+        ax.set(xlabel="z", yticks=[])
+    elif dim == 2:
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+        sc = ax.scatter(codes[:, 0], codes[:, 1], c=color, cmap=CMAP, s=8)
+        ax.set(xlabel="z1", ylabel="z2", title=f"{title}: 2-D code of validation points")
+    else:
+        fig = plt.figure(figsize=(6, 5))
+        ax = fig.add_subplot(projection="3d")
+        sc = ax.scatter(codes[:, 0], codes[:, 1], codes[:, 2], c=color, cmap=CMAP, s=8)
+        ax.set(xlabel="z1", ylabel="z2", zlabel="z3")
+        shown = "3-D code" if dim == 3 else f"first 3 of {dim} code coordinates"
+        ax.set_title(f"{title}: {shown} of validation points")
+    fig.colorbar(sc, ax=ax, label=color_label, shrink=0.8, pad=0.12 if dim >= 3 else 0.05)
+    _save(fig, path, dpi)
+
+
+def reconstruction(x: np.ndarray, x_hat: np.ndarray, color: np.ndarray, color_label: str, title: str,
+                   path: Path, dpi: int = 110) -> None:
+    """2-D data: validation points and their reconstructions in the input plane.
+    Other data: every reconstructed value against its original (the diagonal is perfect)."""
+    if x.shape[1] == 2:
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+        ax.scatter(x[:, 0], x[:, 1], s=10, c="0.75", label="validation input")
+        sc = ax.scatter(x_hat[:, 0], x_hat[:, 1], s=8, c=color, cmap=CMAP, label="reconstruction")
+        fig.colorbar(sc, ax=ax, label=color_label, shrink=0.8)
+        ax.set(xlabel="x1", ylabel="x2", aspect="equal")
+    else:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.scatter(x.ravel(), x_hat.ravel(), s=2, alpha=0.3)
+        lo, hi = float(min(x.min(), x_hat.min())), float(max(x.max(), x_hat.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="perfect reconstruction")
+        ax.set(xlabel="input value", ylabel="reconstructed value", aspect="equal")
+    mse = float(np.mean((x_hat - x) ** 2))
+    ax.set_title(f"{title}: validation reconstructions (MSE {mse:.4g})")
+    ax.legend(loc="best", fontsize=8)
+    _save(fig, path, dpi)
+
+
+def error_map(err: np.ndarray, extent: Sequence[float], threshold: float, title: str, path: Path,
+              dpi: int = 110) -> None:
+    """Reconstruction-error norm over the input plane, beside the region where it is below threshold."""
+    fig, (ax_err, ax_thr) = plt.subplots(1, 2, figsize=(11.5, 4.8), layout="constrained")
+    im = ax_err.imshow(err, origin="lower", extent=tuple(extent), cmap=CMAP, interpolation="nearest")
+    fig.colorbar(im, ax=ax_err, label="||x_hat - x||", shrink=0.85)
+    ax_err.set(xlabel="x1", ylabel="x2", title="reconstruction error")
+    below = np.where(err < threshold, err, np.nan)  # as the study: keep only the small errors
+    im = ax_thr.imshow(below, origin="lower", extent=tuple(extent), cmap=CMAP, vmin=0, vmax=threshold,
+                       interpolation="nearest")
+    ax_thr.set_facecolor("black")
+    fig.colorbar(im, ax=ax_thr, label="||x_hat - x|| (black: >= threshold)", shrink=0.85)
+    share = float(np.mean(err < threshold))
+    ax_thr.set(xlabel="x1", ylabel="x2", title=f"error < {threshold:g} ({share:.1%} of the window)")
+    fig.suptitle(f"{title}: reconstruction-error map")
+    _save(fig, path, dpi)

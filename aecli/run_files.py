@@ -1,0 +1,86 @@
+"""Everything a run writes into its folder, each file written so a crash never corrupts it.
+
+metrics.csv grows by one flushed row per epoch; checkpoints and summary.json are
+written to a temporary file, fsynced and renamed over the old one, so a kill at
+any moment leaves the previous complete version readable.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from aecli.train import EpochRecord
+
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call `write(file)` on a temporary sibling of `path`, fsync it, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunFiles:
+    """The files of one run folder: metrics.csv, checkpoints/last.pt and summary.json."""
+
+    def __init__(self, run_dir: Path, config_yaml: str) -> None:
+        self.dir = Path(run_dir)
+        self.config_yaml = config_yaml
+        (self.dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+        self._metrics = open(self.dir / METRICS_FILE, "w", newline="")
+        self._csv = csv.DictWriter(self._metrics, fieldnames=[f.name for f in fields(EpochRecord)])
+        self._csv.writeheader()
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+    def append_metrics(self, record: EpochRecord) -> None:
+        self._csv.writerow(asdict(record))
+        self._metrics.flush()
+
+    def save_checkpoint(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
+        history: list[EpochRecord],
+    ) -> None:
+        """Model, optimizer and schedule state, epoch, metrics and the resolved config as YAML text.
+
+        Only tensors, numbers, strings, lists and dicts: loadable with torch.load(weights_only=True).
+        """
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "epoch": history[-1].epoch if history else 0,
+            "metrics": [asdict(r) for r in history],
+            "config_yaml": self.config_yaml,
+        }
+        atomic_write(self.last_checkpoint, lambda f: torch.save(state, f))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write(self.dir / SUMMARY_FILE, lambda f: f.write(json.dumps(summary, indent=2).encode() + b"\n"))
+
+    def close(self) -> None:
+        self._metrics.close()
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint without unpickling arbitrary objects."""
+    return torch.load(path, map_location=map_location, weights_only=True)

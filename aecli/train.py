@@ -1,0 +1,138 @@
+"""The training loop: one readable function, tensors on the device, one host sync per epoch.
+
+Data lives in memory as device tensors; each epoch draws a permutation from a
+seeded generator and slices batches from it. The running loss is accumulated
+on the device and read once per epoch, so the steps themselves never wait for
+the host.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aecli.config import ConfigError, TrainerConfig
+from aecli.regularizers import Regularizer
+
+
+@dataclass
+class EpochRecord:
+    """One row of metrics.csv. Epoch 0 is the untrained model, evaluated before any step."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    lr: float
+    seconds: float  # wall time since training started
+
+
+@dataclass
+class FitResult:
+    history: list[EpochRecord]
+    steps: int
+    seconds: float
+    status: str  # "completed", "diverged" or "interrupted"
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto picks cuda, then mps, then cpu; asking for a missing accelerator is a config error."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        raise ConfigError("trainer.device=cuda was asked for but this torch build sees no CUDA GPU; "
+                          "use trainer.device=cpu or auto")
+    if name == "mps" and not mps:
+        raise ConfigError("trainer.device=mps was asked for but Apple's MPS backend is not available; "
+                          "use trainer.device=cpu or auto")
+    return torch.device(name)
+
+
+def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """mse: mean over every element of the batch; sse: sum over every element."""
+    return F.mse_loss(x_hat, x, reduction="mean" if kind == "mse" else "sum")
+
+
+def per_sample(loss: torch.Tensor, batch_size: int, kind: str) -> torch.Tensor:
+    """Batch loss -> its contribution to a per-sample average (so mse and sse epochs compare)."""
+    return loss * batch_size if kind == "mse" else loss
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, kind: str, chunk: int = 16384) -> float:
+    """Per-sample reconstruction loss over all of `x`, in eval mode (dropout off)."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=x.device, dtype=torch.float64)
+    for i in range(0, len(x), chunk):
+        xb = x[i : i + chunk]
+        total += per_sample(reconstruction_loss(model(xb), xb, kind), len(xb), kind).double()
+    model.train(was_training)
+    return float(total) / max(len(x), 1)
+
+
+def fit(
+    model: nn.Module,
+    train: torch.Tensor,
+    val: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
+    regularizer: Regularizer,
+    cfg: TrainerConfig,
+    generator: torch.Generator,
+    on_epoch: Callable[[EpochRecord], None] = lambda record: None,
+) -> FitResult:
+    """Train for cfg.epochs; call `on_epoch` after each (and once for the untrained model)."""
+    n = len(train)
+    batch_size = min(cfg.batch_size, n)
+    n_batches = n // batch_size if cfg.drop_last else math.ceil(n / batch_size)
+    lr = lambda: float(optimizer.param_groups[0]["lr"])  # noqa: E731
+    start = time.perf_counter()
+    history: list[EpochRecord] = []
+
+    def record(epoch: int, train_loss: float, epoch_lr: float) -> None:
+        history.append(EpochRecord(epoch, train_loss, evaluate(model, val, cfg.loss), epoch_lr,
+                                   time.perf_counter() - start))
+        on_epoch(history[-1])
+
+    record(0, evaluate(model, train, cfg.loss), lr())
+    steps, status = 0, "completed"
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            order = torch.randperm(n, generator=generator).to(train.device, non_blocking=True)
+            running = torch.zeros((), device=train.device)
+            for b in range(n_batches):
+                idx = order[b * batch_size : (b + 1) * batch_size]
+                x = train[idx]
+                code = model.encode(regularizer.corrupt(x))
+                loss = reconstruction_loss(model.decode(code), x, cfg.loss)
+                running += per_sample(loss.detach(), len(idx), cfg.loss)
+                penalty = regularizer.penalty(model, x, code)
+                if penalty is not None:
+                    loss = loss + penalty
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                steps += 1
+            train_loss = float(running) / (n_batches * batch_size if cfg.drop_last else n)  # the epoch's one sync
+            if not math.isfinite(train_loss):
+                status = "diverged"  # history keeps the last finite epoch; no row for this one
+                break
+            epoch_lr = lr()
+            if scheduler is not None:
+                scheduler.step()
+            record(epoch, train_loss, epoch_lr)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    return FitResult(history, steps, time.perf_counter() - start, status)
