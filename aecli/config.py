@@ -112,7 +112,7 @@ class TrainerConfig:
     loss: str = "mse"  # one of LOSSES
     device: str = "auto"  # one of DEVICES; auto = cuda, then mps, then cpu
     num_threads: int = 1  # torch intra-op threads; 0 keeps torch's default
-    checkpoint_every: int = 1  # epochs between checkpoints/last.pt writes
+    checkpoint_every: int = 10  # epochs between checkpoints/last.pt writes (and always at the end)
     progress: bool = True  # a progress bar on a terminal (never in logs)
 
 

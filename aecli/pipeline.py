@@ -23,7 +23,7 @@ from aecli.config import ConfigError, validate
 from aecli.data import Dataset
 from aecli.optim import build_optimizer
 from aecli.run_files import RunFiles
-from aecli.train import EpochRecord, fit, resolve_device
+from aecli.train import EpochRecord, fit, resolve_device, stop_on_signal
 
 log = logging.getLogger("aecli")
 
@@ -77,14 +77,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                          record.val_loss)
 
         history: list[EpochRecord] = []  # filled by fit as it goes; on_epoch checkpoints it
-        result = fit(model, train_x, val_x, optimizer, scheduler, regularizer, t, data_order,
-                     on_epoch=lambda r: (history.append(r), on_epoch(r)))
+        with stop_on_signal() as stop_requested:
+            result = fit(model, train_x, val_x, optimizer, scheduler, regularizer, t, data_order,
+                         on_epoch=lambda r: (history.append(r), on_epoch(r)), stop_requested=stop_requested)
         bar.close()
-        files.save_checkpoint(model, optimizer, scheduler, history)  # the state training ended in
+        if result.weights_match_last_epoch:
+            files.save_checkpoint(model, optimizer, scheduler, history)  # the epoch training ended on
+        # otherwise last.pt keeps the last checkpointed epoch: never mid-epoch or NaN weights
 
-        # --- evaluate and plot
+        # --- evaluate and plot (the current weights; none for a diverged run)
         last = history[-1]
-        if cfg.plots.enabled:
+        if cfg.plots.enabled and result.status != "diverged":
             draw_figures(cfg, model, data, history, title, run_dir, device)
 
         # --- save: summary.json last, so "completed" means every file above is there

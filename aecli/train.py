@@ -8,10 +8,13 @@ the host.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +41,30 @@ class FitResult:
     steps: int
     seconds: float
     status: str  # "completed", "diverged" or "interrupted"
+    weights_match_last_epoch: bool  # False after a mid-epoch abort or a divergence
 
 
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+@contextlib.contextmanager
+def stop_on_signal() -> Iterator[Callable[[], bool]]:
+    """Turn the first SIGINT (Ctrl-C) or SIGTERM (SLURM preemption) into a request to stop after
+    the current epoch, so the run ends with a consistent checkpoint; a second Ctrl-C aborts at once.
+    Yields a function that says whether a stop was requested."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
+        yield requested.is_set
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if requested.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested.is_set
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,8 +114,12 @@ def fit(
     cfg: TrainerConfig,
     generator: torch.Generator,
     on_epoch: Callable[[EpochRecord], None] = lambda record: None,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> FitResult:
-    """Train for cfg.epochs; call `on_epoch` after each (and once for the untrained model)."""
+    """Train for cfg.epochs; call `on_epoch` after each (and once for the untrained model).
+
+    Stops early, with status "interrupted", at the end of an epoch after which `stop_requested()`
+    is true, or mid-epoch on KeyboardInterrupt; with status "diverged" on a non-finite loss."""
     n = len(train)
     batch_size = min(cfg.batch_size, n)
     n_batches = n // batch_size if cfg.drop_last else math.ceil(n / batch_size)
@@ -106,7 +133,7 @@ def fit(
         on_epoch(history[-1])
 
     record(0, evaluate(model, train, cfg.loss), lr())
-    steps, status = 0, "completed"
+    steps, status, clean_stop = 0, "completed", True
     try:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
@@ -127,12 +154,15 @@ def fit(
                 steps += 1
             train_loss = float(running) / (n_batches * batch_size if cfg.drop_last else n)  # the epoch's one sync
             if not math.isfinite(train_loss):
-                status = "diverged"  # history keeps the last finite epoch; no row for this one
+                status, clean_stop = "diverged", False  # history keeps the last finite epoch
                 break
             epoch_lr = lr()
             if scheduler is not None:
                 scheduler.step()
             record(epoch, train_loss, epoch_lr)
-    except KeyboardInterrupt:
-        status = "interrupted"
-    return FitResult(history, steps, time.perf_counter() - start, status)
+            if stop_requested() and epoch < cfg.epochs:
+                status = "interrupted"
+                break
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now, mid-epoch
+        status, clean_stop = "interrupted", False
+    return FitResult(history, steps, time.perf_counter() - start, status, clean_stop)

@@ -165,3 +165,24 @@ def test_non_editable_install_finds_its_packaged_configs(tmp_path):
     assert "pkg://aecli.conf" in info
     run_cli("dataset=spiral", "trainer.epochs=1", "plots.enabled=false", cwd=tmp_path, env=env)
     assert read_summary(only_run_dir(tmp_path))["status"] == "completed"
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_stop_after_the_epoch_with_everything_written(tmp_path, signum):
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "aecli", "trainer.epochs=100000", "plots.enabled=false",
+                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
+        time.sleep(0.1)
+    proc.send_signal(getattr(signal, signum))
+    assert proc.wait(timeout=60) == 130
+    assert "interrupted" in proc.stderr.read().splitlines()[-1]
+    summary = read_summary(tmp_path / "run")
+    rows = list(csv.DictReader(open(metrics)))
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert summary["status"] == "interrupted" and summary["epochs"] >= 3
+    assert int(rows[-1]["epoch"]) == summary["epochs"] == ckpt["epoch"]  # nothing lost, nothing half-written

@@ -130,3 +130,12 @@ def test_training_lowers_val_loss_of_every_nonlinear_2d_model(run_in_process, da
         rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
         untrained, trained = float(rows[0]["val_loss"]), summary["final_val_loss"]
         assert trained < 0.6 * untrained, (dataset, model, untrained, trained)
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(run_in_process):
+    summary, run_dir = run_in_process("optimizer=sgd", "optimizer.lr=50", "model=mlp", "trainer.epochs=5")
+    assert summary["status"] == "diverged" and summary["diverged_at_epoch"] == 1
+    ckpt = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
+    assert ckpt["epoch"] == 0 and all(torch.isfinite(w).all() for w in ckpt["model"].values())
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert len(rows) == 1 and np.isfinite(float(rows[0]["train_loss"]))
