@@ -100,7 +100,10 @@ def test_help_and_info_show_groups_and_the_packaged_search_path(tmp_path):
 def test_run_from_another_directory_goes_to_that_directorys_outputs(tmp_path):
     elsewhere = tmp_path / "some" / "other" / "dir"
     elsewhere.mkdir(parents=True)
-    run_cli("trainer.epochs=1", "plots.enabled=false", cwd=elsewhere)
+    script = Path(sys.executable).with_name("aecli")  # the installed console script, not python -m
+    proc = subprocess.run([str(script), "trainer.epochs=1", "plots.enabled=false"], cwd=elsewhere,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
     assert read_summary(only_run_dir(elsewhere))["status"] == "completed"
     assert not (REPO / "some").exists()
 
@@ -122,9 +125,13 @@ def test_hydra_run_dir_and_multirun_sweep_dir(tmp_path):
     run_cli("-m", "model=linear,relu", "trainer.epochs=1", "plots.enabled=false", cwd=tmp_path)
     sweeps = list((tmp_path / "outputs" / "multirun").glob("*/*"))
     assert len(sweeps) == 1, sweeps  # sweeps live under outputs/ too
-    jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
-    assert [read_summary(j)["model"] for j in jobs] == ["linear", "relu"]
-    assert all(read_summary(j)["status"] == "completed" for j in jobs)
+    run_cli("-m", "dataset=polynomial,spiral", "trainer.epochs=1", "plots.enabled=false",
+            f"hydra.sweep.dir={tmp_path / 'my_sweep'}", cwd=tmp_path)
+    for sweep, key, values in [(sweeps[0], "model", ["linear", "relu"]),
+                               (tmp_path / "my_sweep", "dataset", ["polynomial", "spiral"])]:
+        jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+        assert [read_summary(j)[key] for j in jobs] == values
+        assert all(read_summary(j)["status"] == "completed" for j in jobs)
 
 
 @pytest.mark.parametrize("override, fragment", [
