@@ -21,6 +21,8 @@ ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LOSSES = ("mse", "sse")  # mean of squared errors, or their sum (per batch)
 OPTIMIZERS = ("adam", "sgd")
+DTYPES = ("float32", "float64")
+INITS = ("default", "zeros")  # torch's default init, or every weight zero (biases keep torch's init)
 
 
 class ConfigError(ValueError):
@@ -32,28 +34,82 @@ class ConfigError(ValueError):
 class DatasetConfig:
     _target_: str = MISSING
     name: str = MISSING
-    n: int = 2000  # number of points generated
-    noise: float = 0.0  # std of the Gaussian noise added before standardising
-    train_fraction: float = 0.85  # 1700 of 2000 points train, 300 validate
     seed: int = "${seed}"  # type: ignore[assignment]  # data noise and split
     # [xmin, xmax, ymin, ymax] of the reconstruction-error map (2-D data only)
     grid_extent: Optional[list[float]] = None
 
 
 @dataclass
-class PolynomialCurveConfig(DatasetConfig):
+class SyntheticConfig(DatasetConfig):
+    n: int = 2000  # number of points generated
+    noise: float = 0.0  # std of the Gaussian noise added
+    # share of points that train; the rest validate. 1.0: train on all, validate on the same points
+    train_fraction: float = 0.85
+
+
+@dataclass
+class PolynomialCurveConfig(SyntheticConfig):
     _target_: str = "aecli.data.polynomial_curve"
     name: str = "polynomial"
     noise: float = 1.0
 
 
 @dataclass
-class LogSpiralConfig(DatasetConfig):
+class LogSpiralConfig(SyntheticConfig):
     _target_: str = "aecli.data.log_spiral"
     name: str = "spiral"
     a: float = 0.05
     b: float = 0.10
     theta_max: float = 50.0
+
+
+@dataclass
+class SwissRollConfig(SyntheticConfig):
+    _target_: str = "aecli.data.swiss_roll"
+    name: str = "swiss_roll"
+    n: int = 1500
+    noise: float = 0.05
+    train_fraction: float = 1.0
+
+
+@dataclass
+class BetaCurvesConfig(SyntheticConfig):
+    _target_: str = "aecli.data.beta_curves"
+    name: str = "beta"
+    n: int = 10000  # curves
+    points: int = 100  # grid points per curve on [grid_min, grid_max]
+    grid_min: float = 0.01
+    grid_max: float = 0.99
+    param_max: float = 5.0  # alpha, beta ~ U(0, param_max)
+    train_fraction: float = 1.0
+
+
+@dataclass
+class RectangleConfig(SyntheticConfig):
+    _target_: str = "aecli.data.rectangle"
+    name: str = "rectangle"
+    n: int = 100
+    width: float = 4.0  # x in [-width/2, width/2]
+    height: float = 2.0  # y in [-height/2, height/2]
+    train_fraction: float = 1.0
+
+
+@dataclass
+class MnistConfig(DatasetConfig):
+    _target_: str = "aecli.data.mnist"
+    name: str = "mnist"
+    # folder of the four IDX .gz files; null: $AECLI_MNIST_DIR, else ~/.cache/aecli/mnist
+    root: Optional[str] = None
+    download: bool = True  # fetch missing files (checksummed) when online
+    train_limit: Optional[int] = None  # use only the first N training images (quick runs)
+    test_limit: Optional[int] = None  # use only the first N test images
+
+
+@dataclass
+class DigitsConfig(DatasetConfig):
+    _target_: str = "aecli.data.digits"
+    name: str = "digits"
+    train_fraction: float = 0.8
 
 
 # ----------------------------------------------------------------------- model
@@ -71,6 +127,11 @@ class MLPAutoencoderConfig:
     dropout: float = 0.0  # after every hidden activation, encoder and decoder
     code_dropout: float = 0.0  # on the code, as the decoder's first step
     latent_batchnorm: bool = False  # BatchNorm1d on the code, decoder side
+    init: str = "default"  # one of INITS
+    # a run folder or checkpoint whose decoder weights this model starts from; "train" trains
+    # that source run first (the config with `source` merged in) into <run dir>/source
+    decoder_from: Optional[str] = None
+    freeze_decoder: bool = False  # keep the decoder fixed: only the encoder trains
 
 
 # ------------------------------------------------------------------- optimizer
@@ -99,8 +160,15 @@ class SGDConfig(OptimizerConfig):
 # ----------------------------------------------------------------- regularizer
 @dataclass
 class RegularizerConfig:
-    _target_: str = "aecli.regularizers.NoRegularizer"
+    """Every term is off at 0; the options in conf/regularizer switch on one each, and any
+    mix can be set on the command line (`regularizer=denoising regularizer.weight_l2=1e-4`)."""
+
+    _target_: str = "aecli.regularizers.Regularizer"
     name: str = "none"
+    weight_l2: float = 0.0  # gamma * sum over Linear layers of mean(W^2)
+    activation_l1: float = 0.0  # lambda * mean |h| over the hidden activations
+    activation_l2: float = 0.0  # lambda * mean h^2 over the hidden activations
+    mask_rate: float = 0.0  # denoising: zero each input entry with this probability (train only)
 
 
 # --------------------------------------------------------------------- trainer
@@ -109,11 +177,14 @@ class TrainerConfig:
     epochs: int = 60
     batch_size: int = 32
     drop_last: bool = False
+    shuffle: bool = True  # a fresh seeded permutation every epoch; false: the data's own order
     loss: str = "mse"  # one of LOSSES
     device: str = "auto"  # one of DEVICES; auto = cuda, then mps, then cpu
     num_threads: int = 1  # torch intra-op threads; 0 keeps torch's default
     checkpoint_every: int = 10  # epochs between checkpoints/last.pt writes (and always at the end)
     progress: bool = True  # a progress bar on a terminal (never in logs)
+    dtype: str = "float32"  # one of DTYPES: data and model precision
+    log_steps: bool = False  # also write steps.csv: the loss of every optimizer step
 
 
 # ----------------------------------------------------------------------- plots
@@ -133,6 +204,11 @@ class AecliConfig:
     regularizer: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     plots: PlotsConfig = field(default_factory=PlotsConfig)
+    # name -> {_target_: callable, ...}: study analyses run after training (aecli/analyses/);
+    # each writes its figures and returns numbers for summary.json's "metrics"
+    analyses: dict[str, Any] = field(default_factory=dict)
+    # values merged into this config for the source run of model.decoder_from=train
+    source: dict[str, Any] = field(default_factory=dict)
     seed: int = 1337
 
 
@@ -145,6 +221,11 @@ def register_schemas() -> None:
     for group, name, node in [
         ("dataset", "polynomial", PolynomialCurveConfig),
         ("dataset", "spiral", LogSpiralConfig),
+        ("dataset", "swiss_roll", SwissRollConfig),
+        ("dataset", "beta", BetaCurvesConfig),
+        ("dataset", "rectangle", RectangleConfig),
+        ("dataset", "mnist", MnistConfig),
+        ("dataset", "digits", DigitsConfig),
         ("model", "mlp", MLPAutoencoderConfig),
         ("optimizer", "adam", AdamConfig),
         ("optimizer", "sgd", SGDConfig),
@@ -179,6 +260,7 @@ def validate(cfg: DictConfig) -> None:
     _check(t.device in DEVICES, "trainer.device", t.device, f"choose one of {', '.join(DEVICES)}")
     _check(t.num_threads >= 0, "trainer.num_threads", t.num_threads, "use 0 (torch default) or more")
     _check(t.checkpoint_every >= 1, "trainer.checkpoint_every", t.checkpoint_every, "use an integer >= 1")
+    _check(t.dtype in DTYPES, "trainer.dtype", t.dtype, f"choose one of {', '.join(DTYPES)}")
     _check(o.name in OPTIMIZERS, "optimizer.name", o.name, f"choose one of {', '.join(OPTIMIZERS)}")
     _check(o.lr > 0, "optimizer.lr", o.lr, "use a learning rate > 0")
     _check(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "use a value >= 0")
@@ -194,13 +276,24 @@ def validate(cfg: DictConfig) -> None:
         _check(m[key] in ACTIVATIONS, f"model.{key}", m[key], f"choose one of {', '.join(ACTIVATIONS)}")
     for key in ("dropout", "code_dropout"):
         _check(0 <= m[key] < 1, f"model.{key}", m[key], "use a probability in [0, 1)")
+    _check(m.init in INITS, "model.init", m.init, f"choose one of {', '.join(INITS)}")
+    _check(not m.freeze_decoder or m.decoder_from is not None, "model.freeze_decoder", True,
+           "it needs model.decoder_from (a run folder, a checkpoint, or `train`)")
+    r = cfg.regularizer
+    for key in ("weight_l2", "activation_l1", "activation_l2"):
+        _check(r[key] >= 0, f"regularizer.{key}", r[key], "use a weight >= 0")
+    _check(0 <= r.mask_rate < 1, "regularizer.mask_rate", r.mask_rate, "use a probability in [0, 1)")
     p = cfg.plots
     _check(p.error_map_resolution >= 2, "plots.error_map_resolution", p.error_map_resolution, "use an integer >= 2")
     _check(p.error_threshold > 0, "plots.error_threshold", p.error_threshold, "use a value > 0")
     _check(p.dpi >= 10, "plots.dpi", p.dpi, "use an integer >= 10")
-    _check(d.n >= 2, "dataset.n", d.n, "use at least 2 points")
-    _check(d.noise >= 0, "dataset.noise", d.noise, "use a standard deviation >= 0")
-    _check(0 < d.train_fraction < 1, "dataset.train_fraction", d.train_fraction, "use a fraction in (0, 1)")
+    if "n" in d:
+        _check(d.n >= 2, "dataset.n", d.n, "use at least 2 points")
+    if "noise" in d:
+        _check(d.noise >= 0, "dataset.noise", d.noise, "use a standard deviation >= 0")
+    if "train_fraction" in d:
+        _check(0 < d.train_fraction <= 1, "dataset.train_fraction", d.train_fraction,
+               "use a fraction in (0, 1], where 1 validates on the training points")
     if d.grid_extent is not None:
         e = list(d.grid_extent)
         _check(len(e) == 4 and e[0] < e[1] and e[2] < e[3], "dataset.grid_extent", e,

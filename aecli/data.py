@@ -24,6 +24,12 @@ class Dataset:
     val_color: np.ndarray
     color_label: str  # what the colour means, for colour-bar titles
     grid_extent: Optional[tuple[float, float, float, float]] = None  # error-map window (2-D data)
+    # Per-point labels kept beside the data (e.g. beta's alpha and beta), one column per name.
+    train_labels: Optional[np.ndarray] = None
+    val_labels: Optional[np.ndarray] = None
+    label_names: tuple[str, ...] = ()
+    image_shape: Optional[tuple[int, int]] = None  # image data: (height, width) of one flattened row
+    val_name: str = "validation"  # what `val` is: "validation", "training" (no hold-out) or "test"
 
     @property
     def dim(self) -> int:
@@ -43,16 +49,30 @@ def split(
     train_fraction: float,
     rng: np.random.Generator,
     grid_extent: Optional[Sequence[float]] = None,
+    labels: Optional[np.ndarray] = None,
+    label_names: Sequence[str] = (),
 ) -> Dataset:
-    """Split by a seeded random permutation into train (first part) and validation."""
+    """Split by a seeded random permutation into train (first part) and validation.
+
+    train_fraction=1 is the studies that train on every point: validation is then the
+    training set itself, so the logged val loss is the training-set loss in eval mode."""
     order = rng.permutation(len(points))
-    n_train = int(round(train_fraction * len(points)))
-    if not 1 <= n_train < len(points):
-        raise ValueError(f"train_fraction={train_fraction} leaves an empty train or validation set")
-    tr, va = order[:n_train], order[n_train:]
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    if train_fraction >= 1:
+        tr = va = order
+    else:
+        n_train = int(round(train_fraction * len(points)))
+        if not 1 <= n_train < len(points):
+            raise ValueError(f"train_fraction={train_fraction} leaves an empty train or validation set")
+        tr, va = order[:n_train], order[n_train:]
     extent = tuple(float(v) for v in grid_extent) if grid_extent is not None else None
-    return Dataset(name, as_tensor(points[tr]), as_tensor(points[va]), color[tr], color[va], color_label, extent)
+    return Dataset(name, as_tensor(points[tr]), as_tensor(points[va]), color[tr], color[va], color_label, extent,
+                   train_labels=None if labels is None else labels[tr],
+                   val_labels=None if labels is None else labels[va], label_names=tuple(label_names),
+                   val_name="training" if train_fraction >= 1 else "validation")
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
 def polynomial_curve(
@@ -93,3 +113,71 @@ def log_spiral(
     points = standardize(points)
     position = theta / theta_max
     return split(name, points, position, "position along spiral", train_fraction, rng, grid_extent)
+
+
+def swiss_roll(
+    name: str = "swiss_roll",
+    n: int = 1500,
+    noise: float = 0.05,
+    train_fraction: float = 1.0,
+    seed: int = 0,
+    grid_extent: Optional[Sequence[float]] = None,
+) -> Dataset:
+    """The swiss_roll study's data: sklearn's make_swiss_roll, each column min-max scaled to [0, 1];
+    colour is the roll parameter t (position along the roll)."""
+    from sklearn.datasets import make_swiss_roll
+    from sklearn.preprocessing import MinMaxScaler
+
+    points, t = make_swiss_roll(n, noise=noise, random_state=seed)
+    points = MinMaxScaler().fit_transform(points)
+    return split(name, points, t, "roll parameter t", train_fraction, np.random.default_rng(seed), grid_extent)
+
+
+def beta_curves(
+    name: str = "beta",
+    n: int = 10000,
+    points: int = 100,
+    grid_min: float = 0.01,
+    grid_max: float = 0.99,
+    param_max: float = 5.0,
+    noise: float = 0.0,
+    train_fraction: float = 1.0,
+    seed: int = 0,
+    grid_extent: Optional[Sequence[float]] = None,
+) -> Dataset:
+    """The beta_curves study's data: each row is log Beta(x; alpha, beta) on `points` evenly spaced x
+    in [grid_min, grid_max], alpha and beta ~ U(0, param_max); (alpha, beta) kept as labels."""
+    from scipy.stats import beta as beta_dist
+
+    rng = np.random.default_rng(seed)
+    params = rng.uniform(0.0, param_max, size=(n, 2))
+    grid = beta_curve_grid(points, grid_min, grid_max)
+    curves = beta_dist.logpdf(grid[None, :], params[:, :1], params[:, 1:])
+    if noise > 0:
+        curves = curves + rng.normal(0.0, noise, curves.shape)
+    return split(name, curves, params[:, 0], "alpha", train_fraction, rng, grid_extent,
+                 labels=params, label_names=("alpha", "beta"))
+
+
+def beta_curve_grid(points: int = 100, grid_min: float = 0.01, grid_max: float = 0.99) -> np.ndarray:
+    """The x values every beta curve is evaluated on."""
+    return np.linspace(grid_min, grid_max, points)
+
+
+def rectangle(
+    name: str = "rectangle",
+    n: int = 100,
+    width: float = 4.0,
+    height: float = 2.0,
+    noise: float = 0.0,
+    train_fraction: float = 1.0,
+    seed: int = 0,
+    grid_extent: Optional[Sequence[float]] = None,
+) -> Dataset:
+    """The rectangle studies' data: n points uniform in [-width/2, width/2] x [-height/2, height/2]
+    (the study: 100 points in [-2, 2] x [-1, 1]); colour is the x coordinate."""
+    rng = np.random.default_rng(seed)
+    points = np.column_stack([rng.uniform(-width / 2, width / 2, n), rng.uniform(-height / 2, height / 2, n)])
+    if noise > 0:
+        points = points + rng.normal(0.0, noise, points.shape)
+    return split(name, points, points[:, 0].copy(), "x1", train_fraction, rng, grid_extent)

@@ -48,7 +48,9 @@ class MLPAutoencoder(nn.Module):
         code_dropout: float = 0.0,
         latent_batchnorm: bool = False,
         decoder_hidden_sizes: Optional[Sequence[int]] = None,
+        init: str = "default",
         name: str = "mlp",
+        **ignored: object,  # run-level model settings (decoder_from, freeze_decoder) the pipeline applies
     ) -> None:
         super().__init__()
         self.name = name
@@ -69,6 +71,14 @@ class MLPAutoencoder(nn.Module):
         dec_layers += _mlp([self.latent_dim, *dec_hidden], activation, bias, dropout)
         dec_layers.append(nn.Linear(([self.latent_dim, *dec_hidden])[-1], self.input_dim, bias=bias))
         self.decoder = nn.Sequential(*dec_layers)
+
+        # The activations after each hidden layer (not the code): what activation penalties read.
+        self.hidden_activations = [layer for layer in [*enc_layers[:-1], *dec_layers]
+                                   if isinstance(layer, tuple(ACTIVATION_MODULES.values()))]
+        if init == "zeros":  # every weight 0, biases as torch drew them (mnist_bottleneck)
+            for layer in self.modules():
+                if isinstance(layer, nn.Linear):
+                    nn.init.zeros_(layer.weight)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)

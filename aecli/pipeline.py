@@ -7,22 +7,24 @@ folder of its choosing.
 
 from __future__ import annotations
 
+import copy
 import logging
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from aecli import analysis, plots
+from aecli import analyses, plots
+from aecli.analyses import RunContext
 from aecli.config import ConfigError, validate
 from aecli.data import Dataset
 from aecli.optim import build_optimizer
-from aecli.run_files import RunFiles
+from aecli.run_files import RunFiles, load_model
 from aecli.train import EpochRecord, fit, resolve_device, stop_on_signal
 
 log = logging.getLogger("aecli")
@@ -41,6 +43,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if t.num_threads > 0:
             torch.set_num_threads(t.num_threads)
         device = resolve_device(t.device)
+        dtype = getattr(torch, t.dtype)
+        source_model = prepare_source(cfg, run_dir, device)  # model.decoder_from, trained first if asked
         torch.manual_seed(cfg.seed)  # model initialisation and dropout
         data_order = torch.Generator().manual_seed(cfg.seed)
 
@@ -52,10 +56,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if t.drop_last and t.batch_size > len(data.train):
             raise ConfigError(f"trainer.batch_size={t.batch_size} with trainer.drop_last=true leaves no batch "
                               f"from the {len(data.train)} training points; lower the batch size")
-        train_x, val_x = data.train.to(device), data.val.to(device)
-        model = instantiate(cfg.model, input_dim=data.dim).to(device)
-        optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters())
+        train_x, val_x = data.train.to(device, dtype), data.val.to(device, dtype)
+        model = instantiate(cfg.model, input_dim=data.dim).to(device, dtype)
+        if source_model is not None:
+            transfer_decoder(source_model, model, cfg.model.freeze_decoder)
+        initial_model = copy.deepcopy(model)  # the untrained net, for the studies' before/after figures
+        optimizer, scheduler = build_optimizer(cfg.optimizer, [p for p in model.parameters() if p.requires_grad])
         regularizer = instantiate(cfg.regularizer)
+        regularizer.attach(model)
         title = f"{data.name} / {cfg.model.name}"
         n_params = sum(p.numel() for p in model.parameters())
         log.info("%s: %d parameters, %d train / %d val points, %d epochs on %s -> %s",
@@ -79,16 +87,25 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         history: list[EpochRecord] = []  # filled by fit as it goes; on_epoch checkpoints it
         with stop_on_signal() as stop_requested:
             result = fit(model, train_x, val_x, optimizer, scheduler, regularizer, t, data_order,
-                         on_epoch=lambda r: (history.append(r), on_epoch(r)), stop_requested=stop_requested)
+                         on_epoch=lambda r: (history.append(r), on_epoch(r)), stop_requested=stop_requested,
+                         on_step_losses=files.append_step_losses if t.log_steps else None)
         bar.close()
+        regularizer.detach()
         if result.weights_match_last_epoch:
             files.save_checkpoint(model, optimizer, scheduler, history)  # the epoch training ended on
         # otherwise last.pt keeps the last checkpointed epoch: never mid-epoch or NaN weights
 
         # --- evaluate and plot (the current weights; none for a diverged run)
         last = history[-1]
-        if cfg.plots.enabled and result.status != "diverged":
-            draw_figures(cfg, model, data, history, title, run_dir, device)
+        ctx = RunContext(cfg, model, initial_model, source_model, data, history, device, dtype, run_dir, title,
+                         cfg.plots.dpi)
+        metrics: dict[str, float] = {}
+        if result.status != "diverged":
+            if cfg.plots.enabled:
+                draw_figures(ctx)
+            for name, spec in cfg.analyses.items():  # the study's own numbers and figures
+                log.info("analysis %s", name)
+                metrics.update(instantiate(spec, _partial_=True)(ctx))
 
         # --- save: summary.json last, so "completed" means every file above is there
         summary.update(
@@ -103,7 +120,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             wall_seconds=round(time.perf_counter() - started, 4),
             steps_per_second=round(result.steps / result.seconds, 1) if result.steps else 0.0,
             device=str(device),
+            dtype=t.dtype,
             parameters=n_params,
+            metrics=metrics,
             seed=cfg.seed,
             torch=torch.__version__,
             python=platform.python_version(),
@@ -122,18 +141,51 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         files.close()
 
 
-def draw_figures(cfg: DictConfig, model: torch.nn.Module, data: Dataset, history: list[EpochRecord],
-                 title: str, run_dir: Path, device: torch.device) -> None:
+def draw_figures(ctx: RunContext) -> None:
     """loss_curve.png, latent.png, reconstruction.png and, for 2-D data, error_map.png."""
-    p = cfg.plots
+    cfg, data, history, title, run_dir, dpi = ctx.cfg, ctx.data, ctx.history, ctx.title, ctx.run_dir, ctx.dpi
     plots.loss_curve([r.epoch for r in history], [r.train_loss for r in history], [r.val_loss for r in history],
-                     title, cfg.trainer.loss, run_dir / "loss_curve.png", p.dpi)
-    codes, x_hat = analysis.encode_reconstruct(model, data.val.to(device))
-    plots.latent(codes, data.val_color, data.color_label, title, run_dir / "latent.png", p.dpi)
+                     title, cfg.trainer.loss, run_dir / "loss_curve.png", dpi)
+    codes, x_hat = analyses.encode_reconstruct(ctx.model, ctx.tensor(data.val))
+    plots.latent(codes, data.val_color, data.color_label, title, run_dir / "latent.png", dpi)
     plots.reconstruction(data.val.numpy(), x_hat, data.val_color, data.color_label, title,
-                         run_dir / "reconstruction.png", p.dpi)
+                         run_dir / "reconstruction.png", dpi, image_shape=data.image_shape)
     if data.dim == 2 and data.grid_extent is not None:
-        err = analysis.error_grid(model, data.grid_extent, p.error_map_resolution, device)
-        plots.error_map(err, data.grid_extent, p.error_threshold, title, run_dir / "error_map.png", p.dpi)
+        err = analyses.error_grid(ctx.model, data.grid_extent, cfg.plots.error_map_resolution, ctx.device)
+        plots.error_map(err, data.grid_extent, cfg.plots.error_threshold, title, run_dir / "error_map.png", dpi)
     elif data.dim != 2:
         log.info("error_map.png skipped: the error map needs 2-D data, %s is %d-D", data.name, data.dim)
+
+
+def prepare_source(cfg: DictConfig, run_dir: Path, device: torch.device) -> Optional[torch.nn.Module]:
+    """The model whose decoder `model.decoder_from` names, or None. `train` first trains that source
+    run into <run_dir>/source: this config with `source` merged in and no decoder transfer."""
+    source = cfg.model.decoder_from
+    if source is None:
+        return None
+    if source == "train":
+        source_cfg = OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False},
+                                           "analyses": {}, "source": {}}, cfg.source)
+        log.info("model.decoder_from=train: training the source run first, in %s", run_dir / "source")
+        source_summary = run(source_cfg, run_dir / "source")
+        if source_summary["status"] != "completed":
+            raise RuntimeError(f"the source run in {run_dir / 'source'} ended {source_summary['status']}")
+        source = str(run_dir / "source")
+    try:
+        model, _ = load_model(source, device)
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise ConfigError(f"model.decoder_from={cfg.model.decoder_from!r} is not usable: {err}") from None
+    return model
+
+
+def transfer_decoder(source: torch.nn.Module, model: torch.nn.Module, freeze: bool) -> None:
+    """Copy the source model's decoder weights into `model` (shapes must match); optionally freeze them."""
+    try:
+        model.decoder.load_state_dict(source.decoder.state_dict())
+    except RuntimeError as err:
+        lines = str(err).splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise ConfigError(f"model.decoder_from names a decoder whose layers do not match this model's ({detail})"
+                          ) from None
+    if freeze:
+        model.decoder.requires_grad_(False)

@@ -6,7 +6,7 @@ matplotlib runs headless (Agg); nothing here touches torch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import matplotlib
 
@@ -63,9 +63,14 @@ def latent(codes: np.ndarray, color: np.ndarray, color_label: str, title: str, p
 
 
 def reconstruction(x: np.ndarray, x_hat: np.ndarray, color: np.ndarray, color_label: str, title: str,
-                   path: Path, dpi: int = 110) -> None:
+                   path: Path, dpi: int = 110, image_shape: Optional[tuple[int, int]] = None) -> None:
     """2-D data: validation points and their reconstructions in the input plane.
+    Images: the first ten originals above their reconstructions.
     Other data: every reconstructed value against its original (the diagonal is perfect)."""
+    if image_shape is not None:
+        image_pairs(x[:10], x_hat[:10], image_shape, ["original", "reconstruction"],
+                    f"{title}: validation reconstructions (MSE {float(np.mean((x_hat - x) ** 2)):.4g})", path, dpi)
+        return
     if x.shape[1] == 2:
         fig, ax = plt.subplots(figsize=(5.5, 4.5))
         ax.scatter(x[:, 0], x[:, 1], s=10, c="0.75", label="validation input")
@@ -81,6 +86,22 @@ def reconstruction(x: np.ndarray, x_hat: np.ndarray, color: np.ndarray, color_la
     mse = float(np.mean((x_hat - x) ** 2))
     ax.set_title(f"{title}: validation reconstructions (MSE {mse:.4g})")
     ax.legend(loc="best", fontsize=8)
+    _save(fig, path, dpi)
+
+
+def image_pairs(top: np.ndarray, bottom: np.ndarray, image_shape: Sequence[int], row_names: Sequence[str],
+                title: str, path: Path, dpi: int = 110, *more_rows: np.ndarray) -> None:
+    """Rows of images (flattened rows of `top`, `bottom`, then `more_rows`), one column per example."""
+    rows = [top, bottom, *more_rows]
+    n = len(top)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.4 * len(rows) + 0.4), squeeze=False)
+    for r, images in enumerate(rows):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.imshow(images[c].reshape(image_shape), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[r][0].set_ylabel(row_names[r], fontsize=9)
+    fig.suptitle(title)
     _save(fig, path, dpi)
 
 

@@ -19,6 +19,7 @@ import torch
 from aecli.train import EpochRecord
 
 METRICS_FILE = "metrics.csv"
+STEPS_FILE = "steps.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
@@ -44,6 +45,8 @@ class RunFiles:
         self._metrics = open(self.dir / METRICS_FILE, "w", newline="")
         self._csv = csv.DictWriter(self._metrics, fieldnames=[f.name for f in fields(EpochRecord)])
         self._csv.writeheader()
+        self._steps: Optional[Any] = None  # steps.csv, opened on the first row
+        self._n_steps = 0
 
     @property
     def last_checkpoint(self) -> Path:
@@ -52,6 +55,16 @@ class RunFiles:
     def append_metrics(self, record: EpochRecord) -> None:
         self._csv.writerow(asdict(record))
         self._metrics.flush()
+
+    def append_step_losses(self, epoch: int, losses: torch.Tensor) -> None:
+        """Rows `step, epoch, loss` of steps.csv for one epoch's optimizer steps (trainer.log_steps)."""
+        if self._steps is None:
+            self._steps = open(self.dir / STEPS_FILE, "w", newline="")
+            self._steps.write("step,epoch,loss\n")
+        for loss in losses.tolist():
+            self._n_steps += 1
+            self._steps.write(f"{self._n_steps},{epoch},{loss!r}\n")
+        self._steps.flush()
 
     def save_checkpoint(
         self,
@@ -79,8 +92,35 @@ class RunFiles:
 
     def close(self) -> None:
         self._metrics.close()
+        if self._steps is not None:
+            self._steps.close()
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint without unpickling arbitrary objects."""
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder's checkpoints/last.pt; ValueError naming what is missing."""
+    path = Path(path).expanduser()
+    candidate = path / CHECKPOINT_DIR / LAST_CHECKPOINT if path.is_dir() else path
+    if not candidate.is_file():
+        raise ValueError(f"no checkpoint at {candidate}: give a run folder (with {CHECKPOINT_DIR}/{LAST_CHECKPOINT}) "
+                         f"or a .pt file")
+    return candidate
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Any]:
+    """The model saved in a checkpoint (or a run folder's last.pt), in eval mode, and its run's config."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    ckpt = load_checkpoint(find_checkpoint(path), map_location=device)
+    cfg = OmegaConf.create(ckpt["config_yaml"])
+    state = ckpt["model"]
+    input_dim = next(v for k, v in state.items() if k.endswith("weight") and k.startswith("encoder")).shape[1]
+    model = instantiate(cfg.model, input_dim=input_dim)
+    model.load_state_dict(state)
+    dtype = next(iter(state.values())).dtype
+    return model.to(device=device, dtype=dtype).eval(), cfg

@@ -115,8 +115,12 @@ def fit(
     generator: torch.Generator,
     on_epoch: Callable[[EpochRecord], None] = lambda record: None,
     stop_requested: Callable[[], bool] = lambda: False,
+    on_step_losses: Optional[Callable[[int, torch.Tensor], None]] = None,
 ) -> FitResult:
     """Train for cfg.epochs; call `on_epoch` after each (and once for the untrained model).
+
+    With `on_step_losses`, every step's per-sample loss is kept on the device and handed
+    over once per epoch as (epoch, tensor of n_batches losses), before `on_epoch`.
 
     Stops early, with status "interrupted", at the end of an epoch after which `stop_requested()`
     is true, or mid-epoch on KeyboardInterrupt; with status "diverged" on a non-finite loss."""
@@ -137,14 +141,19 @@ def fit(
     try:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
-            order = torch.randperm(n, generator=generator).to(train.device, non_blocking=True)
-            running = torch.zeros((), device=train.device)
+            order = (torch.randperm(n, generator=generator) if cfg.shuffle else torch.arange(n)).to(
+                train.device, non_blocking=True)
+            running = torch.zeros((), device=train.device, dtype=train.dtype)
+            step_losses = torch.empty(n_batches, device=train.device) if on_step_losses else None
             for b in range(n_batches):
                 idx = order[b * batch_size : (b + 1) * batch_size]
                 x = train[idx]
                 code = model.encode(regularizer.corrupt(x))
                 loss = reconstruction_loss(model.decode(code), x, cfg.loss)
-                running += per_sample(loss.detach(), len(idx), cfg.loss)
+                batch_loss = per_sample(loss.detach(), len(idx), cfg.loss)
+                running += batch_loss
+                if step_losses is not None:
+                    step_losses[b] = batch_loss / len(idx)
                 penalty = regularizer.penalty(model, x, code)
                 if penalty is not None:
                     loss = loss + penalty
@@ -156,6 +165,8 @@ def fit(
             if not math.isfinite(train_loss):
                 status, clean_stop = "diverged", False  # history keeps the last finite epoch
                 break
+            if on_step_losses is not None:
+                on_step_losses(epoch, step_losses)
             epoch_lr = lr()
             if scheduler is not None:
                 scheduler.step()

@@ -12,7 +12,7 @@ from sklearn.decomposition import PCA
 from aecli.config import ConfigError
 from aecli.data import log_spiral, polynomial_curve
 from aecli.models import MLPAutoencoder
-from aecli.analysis import error_grid
+from aecli.analyses import error_grid
 from aecli.config import TrainerConfig
 from aecli.optim import build_optimizer
 from aecli.regularizers import NoRegularizer

@@ -1,0 +1,80 @@
+"""What the figures show, computed from a trained model, and the study analyses.
+
+This module holds what every run computes (codes, reconstructions, error grids: each one
+batched forward pass in eval mode, results as numpy) and `RunContext`, what a study
+analysis receives. The study analyses live in the modules beside it; a config names
+them under `analyses:` and the pipeline calls each after training:
+
+    analyses:
+      fresh_roll:                                   # any name
+        _target_: aecli.analyses.swiss_roll.fresh_roll_rmse
+        n: 2500                                     # keyword arguments after ctx
+
+An analysis is a function `(ctx: RunContext, **settings) -> dict[str, float]`: it writes
+its figures into ctx.run_dir and returns numbers for summary.json's "metrics".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from aecli.data import Dataset
+from aecli.train import EpochRecord
+
+
+@dataclass
+class RunContext:
+    """Everything a study analysis may read after training."""
+
+    cfg: DictConfig  # the run's composed config
+    model: nn.Module  # trained weights (eval mode is up to the analysis)
+    initial_model: nn.Module  # the same model before its first step (the "untrained" comparisons)
+    source_model: Optional[nn.Module]  # the run model.decoder_from named, if any
+    data: Dataset
+    history: list[EpochRecord]
+    device: torch.device
+    dtype: torch.dtype
+    run_dir: Path
+    title: str  # "<dataset> / <model>", for figure titles
+    dpi: int
+
+    def tensor(self, array: Union[np.ndarray, torch.Tensor, Any]) -> torch.Tensor:
+        """`array` as a tensor on the run's device and dtype."""
+        return torch.as_tensor(np.asarray(array) if not torch.is_tensor(array) else array).to(
+            self.device, self.dtype)
+
+
+@torch.no_grad()
+def encode_reconstruct(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and reconstructions of `x` (eval mode: no dropout, batch-norm running stats)."""
+    was_training = model.training
+    model.eval()
+    code = model.encode(x)
+    x_hat = model.decode(code)
+    model.train(was_training)
+    return code.float().cpu().numpy(), x_hat.float().cpu().numpy()
+
+
+@torch.no_grad()
+def error_grid(
+    model: nn.Module, extent: tuple[float, float, float, float], resolution: int, device: torch.device
+) -> np.ndarray:
+    """||x_hat - x|| on a resolution x resolution grid; row i is y[i] (bottom to top), column j is x[j]."""
+    xmin, xmax, ymin, ymax = extent
+    dtype = next(model.parameters()).dtype
+    xs = torch.linspace(xmin, xmax, resolution, device=device, dtype=dtype)
+    ys = torch.linspace(ymin, ymax, resolution, device=device, dtype=dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    points = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
+    was_training = model.training
+    model.eval()
+    err = torch.linalg.vector_norm(model(points) - points, dim=1)
+    model.train(was_training)
+    return err.reshape(resolution, resolution).cpu().numpy()
