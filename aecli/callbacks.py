@@ -2,9 +2,13 @@
 
 It runs once in the launching process after every job has ended, whatever the
 launcher, and writes into the sweep folder:
-  comparison.csv           one row per job: its overrides, status and final losses
-  comparison_<figure>.png  that figure of every job in one grid, rows and columns
-                           taken from the swept keys (2 keys: a rows x columns grid)
+  comparison.csv                  one row per job: its overrides, status, final losses and the
+                                  numbers its analyses reported (summary.json "metrics")
+  comparison_<figure>.png         that figure of every job in one grid, rows and columns
+                                  taken from the swept keys (2 keys: a rows x columns grid)
+  comparison_loss_curves.png      every job's train and validation loss per epoch on one axis
+  comparison_step_losses.png      every job's loss per optimizer step (jobs run with
+                                  trainer.log_steps=true), on a 0-1 share-of-training axis
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import itertools
 import json
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -44,12 +48,69 @@ def swept_keys(jobs: list[dict[str, Any]]) -> list[str]:
 
 
 def write_comparison_table(jobs: list[dict[str, Any]], keys: list[str], path: Path) -> None:
+    metric_names = list(dict.fromkeys(m for job in jobs for m in job["summary"].get("metrics", {})))
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["job", *keys, *SUMMARY_COLUMNS])
+        writer.writerow(["job", *keys, *SUMMARY_COLUMNS, *metric_names])
         for job in jobs:
+            metrics = job["summary"].get("metrics", {})
             writer.writerow([job["dir"].name, *(job["overrides"].get(k, "") for k in keys),
-                             *(job["summary"].get(c, "") for c in SUMMARY_COLUMNS)])
+                             *(job["summary"].get(c, "") for c in SUMMARY_COLUMNS),
+                             *(metrics.get(m, "") for m in metric_names)])
+
+
+def job_label(job: dict[str, Any], keys: list[str]) -> str:
+    """`key=value, ...` of the swept keys: what tells this job from the others."""
+    return ", ".join(f"{k}={job['overrides'].get(k)}" for k in keys) or job["dir"].name
+
+
+def read_columns(path: Path, columns: Sequence[str]) -> Optional[list[list[float]]]:
+    """Float columns of a CSV file, or None when it is missing or empty."""
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [[float(r[c]) for r in rows] for c in columns] if rows else None
+
+
+def write_curve_overlay(jobs: list[dict[str, Any]], keys: list[str], path: Path, steps: bool) -> bool:
+    """Loss curves of every job on one log-scale axis: per epoch (metrics.csv, train solid and
+    validation dashed) or per step (steps.csv, x normalised to 0-1 so runs of any length compare).
+    False when no job has the file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    source = "steps.csv" if steps else "metrics.csv"
+    curves = [(job, read_columns(job["dir"] / source, ["loss"] if steps else ["epoch", "train_loss", "val_loss"]))
+              for job in jobs]
+    curves = [(job, c) for job, c in curves if c is not None]
+    if not curves:
+        return False
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = plt.cm.tab10.colors
+    for i, (job, columns) in enumerate(curves):
+        color, label = colors[i % len(colors)], job_label(job, keys)
+        if steps:
+            (loss,) = columns
+            ax.plot(np.linspace(0, 1, len(loss)), loss, color=color, lw=0.8, alpha=0.6, label=label)
+        else:
+            epoch, train, val = columns
+            ax.plot(epoch, train, color=color, label=f"{label} (train)")
+            ax.plot(epoch, val, color=color, ls="--", label=f"{label} (validation)")
+    if all(min(v) > 0 for _, columns in curves for v in columns[-2:] if v):
+        ax.set_yscale("log")
+    ax.set(xlabel="share of training steps (0 = first, 1 = last)" if steps else "epoch (0 = untrained)",
+           ylabel="loss per step" if steps else "loss",
+           title=f"{'loss per optimizer step' if steps else 'loss per epoch'} of {len(curves)} jobs")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def write_comparison_figure(jobs: list[dict[str, Any]], keys: list[str], figure: str, path: Path) -> bool:
@@ -65,9 +126,8 @@ def write_comparison_figure(jobs: list[dict[str, Any]], keys: list[str], figure:
     row_key = keys[0] if len(keys) >= 2 else None
     rows = list(dict.fromkeys(job["overrides"].get(row_key) for job in jobs)) if row_key else [None]
     col_keys = keys[1:] if row_key else keys
-    label = lambda job, ks: ", ".join(f"{k}={job['overrides'].get(k)}" for k in ks) or job["dir"].name  # noqa: E731
-    cols = list(dict.fromkeys(label(job, col_keys) for job in jobs))
-    cell = {(job["overrides"].get(row_key) if row_key else None, label(job, col_keys)): job for job in jobs}
+    cols = list(dict.fromkeys(job_label(job, col_keys) for job in jobs))
+    cell = {(job["overrides"].get(row_key) if row_key else None, job_label(job, col_keys)): job for job in jobs}
 
     first = matplotlib.image.imread(next(j["dir"] / figure for j in jobs if (j["dir"] / figure).exists()))
     aspect = first.shape[1] / first.shape[0]
@@ -110,5 +170,8 @@ class SweepComparison(Callback):
         write_comparison_table(jobs, keys, sweep_dir / "comparison.csv")
         written = [f for f in self.figures
                    if write_comparison_figure(jobs, keys, f, sweep_dir / f"comparison_{f}")]
+        for name, steps in [("loss_curves.png", False), ("step_losses.png", True)]:
+            if write_curve_overlay(jobs, keys, sweep_dir / f"comparison_{name}", steps):
+                written.append(name)
         log.info("sweep of %d jobs compared in %s (comparison.csv, %s)", len(jobs), sweep_dir,
                  ", ".join(f"comparison_{f}" for f in written) or "no figures")

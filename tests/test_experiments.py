@@ -9,7 +9,7 @@ import matplotlib.image
 import numpy as np
 from omegaconf import OmegaConf
 
-from aecli.callbacks import read_jobs, swept_keys, write_comparison_figure
+from aecli.callbacks import read_jobs, swept_keys, write_comparison_figure, write_comparison_table, write_curve_overlay
 from conftest import run_cli
 
 
@@ -55,3 +55,22 @@ def test_comparison_grid_takes_rows_and_columns_from_swept_keys_and_marks_failur
     assert not write_comparison_figure(jobs, ["a", "b"], "absent.png", tmp_path / "none.png")
     grid = matplotlib.image.imread(tmp_path / "grid.png")
     assert 0.5 < grid.shape[1] / grid.shape[0] < 2.5  # 2 rows x 2 columns
+
+
+def test_comparison_table_has_analysis_metrics_and_curves_overlay_every_job(tmp_path):
+    for num, lr in enumerate(["0.1", "0.01"]):
+        job = fake_job(tmp_path, num, [f"optimizer.lr={lr}"], "completed", False)
+        summary = json.loads((job / "summary.json").read_text())
+        summary["metrics"] = {"rmse": 0.5 + num} if num == 0 else {"rmse": 1.5, "residual": 0.25}
+        (job / "summary.json").write_text(json.dumps(summary))
+        (job / "metrics.csv").write_text("epoch,train_loss,val_loss,lr,seconds\n0,1.0,1.1,0.1,0\n1,0.5,0.6,0.1,1\n")
+        if num == 1:
+            (job / "steps.csv").write_text("step,epoch,loss\n1,1,0.9\n2,1,0.7\n3,1,0.4\n")
+    jobs = read_jobs(tmp_path)
+    write_comparison_table(jobs, swept_keys(jobs), tmp_path / "t.csv")
+    rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+    assert [(r["optimizer.lr"], r["rmse"], r["residual"]) for r in rows] == [("0.1", "0.5", ""), ("0.01", "1.5", "0.25")]
+    assert write_curve_overlay(jobs, ["optimizer.lr"], tmp_path / "epochs.png", steps=False)
+    assert write_curve_overlay(jobs, ["optimizer.lr"], tmp_path / "steps.png", steps=True)  # one job has steps
+    assert not write_curve_overlay(read_jobs(tmp_path / "0"), [], tmp_path / "none.png", steps=True)
+    assert matplotlib.image.imread(tmp_path / "epochs.png").std() > 0.01
