@@ -181,3 +181,53 @@ def rectangle(
     if noise > 0:
         points = points + rng.normal(0.0, noise, points.shape)
     return split(name, points, points[:, 0].copy(), "x1", train_fraction, rng, grid_extent)
+
+
+def mnist(
+    name: str = "mnist",
+    root: Optional[str] = None,
+    download: bool = True,
+    train_limit: Optional[int] = None,
+    test_limit: Optional[int] = None,
+    seed: int = 0,
+    grid_extent: Optional[Sequence[float]] = None,
+) -> Dataset:
+    """The mnist studies' data: the 60,000 standard training images train, the 10,000 t10k
+    images are the test set (val_name "test"); pixels / 255 in [0, 1], 784 per row; the digit
+    is the colour (integer: the plots draw 10 discrete colours) and the one label column.
+    The files are found, fetched and checked by aecli/mnist_files.py. `seed` is unused: the
+    standard split is fixed."""
+    from aecli import mnist_files
+
+    arrays = mnist_files.load(root, download, train_limit, test_limit)
+    return image_dataset(name, arrays.train_images, arrays.train_labels, arrays.test_images, arrays.test_labels,
+                         scale=255.0, val_name="test")
+
+
+def digits(
+    name: str = "digits",
+    train_fraction: float = 0.8,
+    seed: int = 0,
+    grid_extent: Optional[Sequence[float]] = None,
+) -> Dataset:
+    """scikit-learn's 1,797 8x8 digits (offline, a small stand-in for MNIST): pixels / 16 in
+    [0, 1], a seeded train/validation split, the digit as colour and label."""
+    from dataclasses import replace
+
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    digit = bunch.target.astype(np.int64)
+    data = split(name, bunch.data / 16.0, digit, "digit", train_fraction, np.random.default_rng(seed),
+                 labels=digit[:, None], label_names=("digit",))
+    return replace(data, image_shape=tuple(bunch.images.shape[1:]))
+
+
+def image_dataset(name: str, train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
+                  val_labels: np.ndarray, scale: float, val_name: str) -> Dataset:
+    """Images (n, height, width) -> flattened rows / scale; labels as integer colours and a "digit" column."""
+    flat = lambda images: as_tensor(images.reshape(len(images), -1) / scale)  # noqa: E731
+    train_digit, val_digit = train_labels.astype(np.int64), val_labels.astype(np.int64)
+    return Dataset(name, flat(train_images), flat(val_images), train_digit, val_digit, "digit",
+                   train_labels=train_digit[:, None], val_labels=val_digit[:, None], label_names=("digit",),
+                   image_shape=(int(train_images.shape[1]), int(train_images.shape[2])), val_name=val_name)

@@ -12,14 +12,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 import numpy as np  # noqa: E402
 
 CMAP = "viridis"
 
 
-def _save(fig: plt.Figure, path: Path, dpi: int) -> None:
+def save_figure(fig: plt.Figure, path: Path, dpi: int) -> None:
+    """Write and close a figure (also used by the study analyses for their own figures)."""
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+
+
 
 
 def loss_curve(epochs: Sequence[int], train: Sequence[float], val: Sequence[float], title: str,
@@ -33,33 +37,54 @@ def loss_curve(epochs: Sequence[int], train: Sequence[float], val: Sequence[floa
     ax.set(xlabel="epoch (0 = untrained)", ylabel=f"{loss_name} loss", title=f"{title}: loss")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    _save(fig, path, dpi)
+    save_figure(fig, path, dpi)
 
 
-def latent(codes: np.ndarray, color: np.ndarray, color_label: str, title: str, path: Path, dpi: int = 110) -> None:
+def color_kwargs(color: np.ndarray) -> tuple[dict, Optional[np.ndarray]]:
+    """Scatter colour arguments, and the colour-bar ticks for class labels.
+
+    Integer colours are class labels (MNIST digits): one discrete colour per class
+    (tab10, or tab20 beyond ten classes) and a tick per class on the colour bar.
+    Anything else (position along a curve, a parameter) gets the continuous map."""
+    color = np.asarray(color)
+    if np.issubdtype(color.dtype, np.integer) and color.size:
+        lo, hi = int(color.min()), int(color.max())
+        classes = np.arange(lo, hi + 1)
+        if len(classes) <= 20:
+            palette = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20").colors[: len(classes)]
+            cmap = ListedColormap(palette)
+            return {"c": color, "cmap": cmap, "norm": BoundaryNorm(np.arange(lo - 0.5, hi + 1.5), cmap.N)}, classes
+    return {"c": color, "cmap": CMAP}, None
+
+
+def latent(codes: np.ndarray, color: np.ndarray, color_label: str, title: str, path: Path, dpi: int = 110,
+           points: str = "validation points") -> None:
     """Validation codes: a strip plus histogram for a 1-D code, a 2-D scatter, or a 3-D scatter
-    of the first three coordinates; coloured by position along the curve (or label)."""
+    of the first three coordinates; coloured by position along the curve, or one colour per
+    class when the colours are integer labels (digits). `points` names what was encoded
+    (e.g. "test points" when the data's val set is a test set)."""
     dim = codes.shape[1]
+    colors, ticks = color_kwargs(color)
     if dim == 1:
         fig, (ax_hist, ax) = plt.subplots(2, 1, figsize=(6, 4), sharex=True, height_ratios=[2, 1])
         ax_hist.hist(codes[:, 0], bins=40, color="0.5")
-        ax_hist.set(ylabel="count", title=f"{title}: 1-D code of validation points")
+        ax_hist.set(ylabel="count", title=f"{title}: 1-D code of {points}")
         jitter = np.random.default_rng(0).uniform(-1, 1, len(codes))
-        sc = ax.scatter(codes[:, 0], jitter, c=color, cmap=CMAP, s=8)
+        sc = ax.scatter(codes[:, 0], jitter, s=8, **colors)
         ax.set(xlabel="z", yticks=[])
     elif dim == 2:
         fig, ax = plt.subplots(figsize=(5.5, 4.5))
-        sc = ax.scatter(codes[:, 0], codes[:, 1], c=color, cmap=CMAP, s=8)
-        ax.set(xlabel="z1", ylabel="z2", title=f"{title}: 2-D code of validation points")
+        sc = ax.scatter(codes[:, 0], codes[:, 1], s=8, **colors)
+        ax.set(xlabel="z1", ylabel="z2", title=f"{title}: 2-D code of {points}")
     else:
         fig = plt.figure(figsize=(6, 5))
         ax = fig.add_subplot(projection="3d")
-        sc = ax.scatter(codes[:, 0], codes[:, 1], codes[:, 2], c=color, cmap=CMAP, s=8)
+        sc = ax.scatter(codes[:, 0], codes[:, 1], codes[:, 2], s=8, **colors)
         ax.set(xlabel="z1", ylabel="z2", zlabel="z3")
         shown = "3-D code" if dim == 3 else f"first 3 of {dim} code coordinates"
-        ax.set_title(f"{title}: {shown} of validation points")
-    fig.colorbar(sc, ax=ax, label=color_label, shrink=0.8, pad=0.12 if dim >= 3 else 0.05)
-    _save(fig, path, dpi)
+        ax.set_title(f"{title}: {shown} of {points}")
+    fig.colorbar(sc, ax=ax, label=color_label, shrink=0.8, pad=0.12 if dim >= 3 else 0.05, ticks=ticks)
+    save_figure(fig, path, dpi)
 
 
 def reconstruction(x: np.ndarray, x_hat: np.ndarray, color: np.ndarray, color_label: str, title: str,
@@ -86,7 +111,7 @@ def reconstruction(x: np.ndarray, x_hat: np.ndarray, color: np.ndarray, color_la
     mse = float(np.mean((x_hat - x) ** 2))
     ax.set_title(f"{title}: validation reconstructions (MSE {mse:.4g})")
     ax.legend(loc="best", fontsize=8)
-    _save(fig, path, dpi)
+    save_figure(fig, path, dpi)
 
 
 def image_pairs(top: np.ndarray, bottom: np.ndarray, image_shape: Sequence[int], row_names: Sequence[str],
@@ -102,7 +127,7 @@ def image_pairs(top: np.ndarray, bottom: np.ndarray, image_shape: Sequence[int],
             ax.set_xticks([]), ax.set_yticks([])
         axes[r][0].set_ylabel(row_names[r], fontsize=9)
     fig.suptitle(title)
-    _save(fig, path, dpi)
+    save_figure(fig, path, dpi)
 
 
 def error_map(err: np.ndarray, extent: Sequence[float], threshold: float, title: str, path: Path,
@@ -120,4 +145,4 @@ def error_map(err: np.ndarray, extent: Sequence[float], threshold: float, title:
     share = float(np.mean(err < threshold))
     ax_thr.set(xlabel="x1", ylabel="x2", title=f"error < {threshold:g} ({share:.1%} of the window)")
     fig.suptitle(f"{title}: reconstruction-error map")
-    _save(fig, path, dpi)
+    save_figure(fig, path, dpi)
