@@ -6,6 +6,8 @@ and `aecli --cfg job` answer without loading torch or matplotlib.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import sys
 
@@ -15,32 +17,55 @@ from omegaconf import DictConfig
 from aecli.config import ConfigError, register_schemas
 
 register_schemas()
+log = logging.getLogger("aecli")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://aecli.conf", config_name="config")
 def _app(cfg: DictConfig) -> float:
+    """One run. In a sweep a failed job returns NaN instead of raising, so the other jobs and the
+    sweep report still run (Hydra's basic sweeper would re-raise the first failure and stop)."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from aecli.pipeline import run  # heavy imports (torch, matplotlib) only when training
 
+    output_dir = HydraConfig.get().runtime.output_dir
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
-        summary = run(cfg, HydraConfig.get().runtime.output_dir)
+        summary = run(cfg, output_dir)
     except ConfigError as err:
         # A bad value gets one sentence and exit status 2; HYDRA_FULL_ERROR=1 shows the traceback.
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if full_error:
             raise
         print(f"aecli: error: {err}", file=sys.stderr)
+        if in_sweep:
+            return math.nan
         sys.exit(2)
+    except Exception as err:
+        if not in_sweep or full_error:
+            raise
+        log.exception("job failed: %s", output_dir)
+        print(f"aecli: job failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+              f"see {output_dir}", file=sys.stderr)
+        return math.nan
     if summary["status"] != "completed":
         # The run folder holds everything up to the stop; say so and exit non-zero.
-        print(f"aecli: run {summary['status']} after epoch {summary['epochs']}; "
-              f"see {HydraConfig.get().runtime.output_dir}", file=sys.stderr)
+        print(f"aecli: run {summary['status']} after epoch {summary['epochs']}; see {output_dir}", file=sys.stderr)
+        if in_sweep:
+            return math.nan
         sys.exit(130 if summary["status"] == "interrupted" else 1)
     return summary["final_val_loss"]  # what a sweeper (e.g. Optuna) minimises
 
 
 def main() -> None:
     _app()
+    from aecli.callbacks import last_sweep  # set by the sweep report after a multirun
+
+    if last_sweep["unfinished"]:
+        print(f"aecli: {last_sweep['unfinished']} job(s) of the sweep did not complete; "
+              "see summary.md in the sweep folder", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -98,18 +98,23 @@ class RectangleConfig(SyntheticConfig):
 class MnistConfig(DatasetConfig):
     _target_: str = "aecli.data.mnist"
     name: str = "mnist"
-    # folder of the four IDX .gz files; null: $AECLI_MNIST_DIR, else ~/.cache/aecli/mnist
+    # folder of the four standard IDX .gz files (aecli/mnist_files.py);
+    # null: $AECLI_MNIST_DIR, else ~/.cache/aecli/mnist
     root: Optional[str] = None
-    download: bool = True  # fetch missing files (checksummed) when online
+    # missing files: scikit-learn's OpenML cache if present, else (true) the standard mirrors,
+    # MD5/SHA-256 checked; false: stop with a message saying how to get them
+    download: bool = True
     train_limit: Optional[int] = None  # use only the first N training images (quick runs)
     test_limit: Optional[int] = None  # use only the first N test images
 
 
 @dataclass
 class DigitsConfig(DatasetConfig):
+    """scikit-learn's 8x8 digits: an offline stand-in for MNIST (pixels / 16, seeded split)."""
+
     _target_: str = "aecli.data.digits"
     name: str = "digits"
-    train_fraction: float = 0.8
+    train_fraction: float = 0.8  # share of the 1,797 images that train; the rest validate
 
 
 # ----------------------------------------------------------------------- model
@@ -185,6 +190,7 @@ class TrainerConfig:
     progress: bool = True  # a progress bar on a terminal (never in logs)
     dtype: str = "float32"  # one of DTYPES: data and model precision
     log_steps: bool = False  # also write steps.csv: the loss of every optimizer step
+    compile: bool = False  # torch.compile the encoder and decoder calls (opt-in; see python -m aecli.bench)
 
 
 # ----------------------------------------------------------------------- plots

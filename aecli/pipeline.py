@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -24,7 +25,7 @@ from aecli.analyses import RunContext
 from aecli.config import ConfigError, validate
 from aecli.data import Dataset
 from aecli.optim import build_optimizer
-from aecli.run_files import RunFiles, load_model
+from aecli.run_files import RunFiles, load_model, write_summary
 from aecli.train import EpochRecord, fit, resolve_device, stop_on_signal
 
 log = logging.getLogger("aecli")
@@ -33,10 +34,15 @@ log = logging.getLogger("aecli")
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train one autoencoder as `cfg` says and write every artifact into `run_dir`; return the summary."""
     started = time.perf_counter()
-    validate(cfg)
     run_dir = Path(run_dir)
-    files = RunFiles(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
     summary: dict[str, Any] = {"status": "failed", "dataset": cfg.dataset.name, "model": cfg.model.name}
+    try:
+        validate(cfg)
+    except ConfigError as err:  # say why in the folder too (a sweep report shows it), then stop
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_summary(run_dir, {**summary, "error": f"ConfigError: {err}"})
+        raise
+    files = RunFiles(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
     try:
         # --- set-up: threads, device, seeds
         t = cfg.trainer
@@ -49,7 +55,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         data_order = torch.Generator().manual_seed(cfg.seed)
 
         # --- data and model
-        data: Dataset = instantiate(cfg.dataset)
+        data: Dataset = build(cfg.dataset)
         if cfg.model.input_dim is not None and cfg.model.input_dim != data.dim:
             raise ConfigError(f"model.input_dim={cfg.model.input_dim} does not match the {data.dim}-D "
                               f"data of dataset={data.name}; set model.input_dim=null to infer it")
@@ -57,12 +63,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             raise ConfigError(f"trainer.batch_size={t.batch_size} with trainer.drop_last=true leaves no batch "
                               f"from the {len(data.train)} training points; lower the batch size")
         train_x, val_x = data.train.to(device, dtype), data.val.to(device, dtype)
-        model = instantiate(cfg.model, input_dim=data.dim).to(device, dtype)
+        model = build(cfg.model, input_dim=data.dim).to(device, dtype)
         if source_model is not None:
             transfer_decoder(source_model, model, cfg.model.freeze_decoder)
         initial_model = copy.deepcopy(model)  # the untrained net, for the studies' before/after figures
+        if t.compile:  # the calls the loop makes; state_dict keys and checkpoints stay those of the plain model
+            model.encode, model.decode = torch.compile(model.encode), torch.compile(model.decode)
         optimizer, scheduler = build_optimizer(cfg.optimizer, [p for p in model.parameters() if p.requires_grad])
-        regularizer = instantiate(cfg.regularizer)
+        regularizer = build(cfg.regularizer)
         regularizer.attach(model)
         title = f"{data.name} / {cfg.model.name}"
         n_params = sum(p.numel() for p in model.parameters())
@@ -91,6 +99,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                          on_step_losses=files.append_step_losses if t.log_steps else None)
         bar.close()
         regularizer.detach()
+        if t.compile:  # analyses and figures get the plain model (deepcopy-able, any input shape)
+            del model.encode, model.decode
         if result.weights_match_last_epoch:
             files.save_checkpoint(model, optimizer, scheduler, history)  # the epoch training ended on
         # otherwise last.pt keeps the last checkpointed epoch: never mid-epoch or NaN weights
@@ -105,7 +115,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 draw_figures(ctx)
             for name, spec in cfg.analyses.items():  # the study's own numbers and figures
                 log.info("analysis %s", name)
-                metrics.update(instantiate(spec, _partial_=True)(ctx))
+                metrics.update(build(spec, _partial_=True)(ctx))
 
         # --- save: summary.json last, so "completed" means every file above is there
         summary.update(
@@ -141,13 +151,25 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         files.close()
 
 
+def build(spec: DictConfig, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, except that a ConfigError raised while building (e.g. MNIST files
+    missing) reaches the CLI as itself, one sentence, instead of wrapped in Hydra's exception."""
+    try:
+        return instantiate(spec, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ConfigError):
+            raise err.__cause__ from None
+        raise
+
+
 def draw_figures(ctx: RunContext) -> None:
     """loss_curve.png, latent.png, reconstruction.png and, for 2-D data, error_map.png."""
     cfg, data, history, title, run_dir, dpi = ctx.cfg, ctx.data, ctx.history, ctx.title, ctx.run_dir, ctx.dpi
     plots.loss_curve([r.epoch for r in history], [r.train_loss for r in history], [r.val_loss for r in history],
                      title, cfg.trainer.loss, run_dir / "loss_curve.png", dpi)
     codes, x_hat = analyses.encode_reconstruct(ctx.model, ctx.tensor(data.val))
-    plots.latent(codes, data.val_color, data.color_label, title, run_dir / "latent.png", dpi)
+    plots.latent(codes, data.val_color, data.color_label, title, run_dir / "latent.png", dpi,
+                 points=f"{data.val_name} points")
     plots.reconstruction(data.val.numpy(), x_hat, data.val_color, data.color_label, title,
                          run_dir / "reconstruction.png", dpi, image_shape=data.image_shape)
     if data.dim == 2 and data.grid_extent is not None:
@@ -164,8 +186,8 @@ def prepare_source(cfg: DictConfig, run_dir: Path, device: torch.device) -> Opti
     if source is None:
         return None
     if source == "train":
-        source_cfg = OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False},
-                                           "analyses": {}, "source": {}}, cfg.source)
+        source_cfg = OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False}}, cfg.source)
+        source_cfg.analyses, source_cfg.source = {}, {}  # assigned, not merged: merging {} keeps old keys
         log.info("model.decoder_from=train: training the source run first, in %s", run_dir / "source")
         source_summary = run(source_cfg, run_dir / "source")
         if source_summary["status"] != "completed":

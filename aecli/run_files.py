@@ -88,12 +88,17 @@ class RunFiles:
         atomic_write(self.last_checkpoint, lambda f: torch.save(state, f))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write(self.dir / SUMMARY_FILE, lambda f: f.write(json.dumps(summary, indent=2).encode() + b"\n"))
+        write_summary(self.dir, summary)
 
     def close(self) -> None:
         self._metrics.close()
         if self._steps is not None:
             self._steps.close()
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    """summary.json, atomically: readers see the old version or the new one, never half of one."""
+    atomic_write(Path(run_dir) / SUMMARY_FILE, lambda f: f.write(json.dumps(summary, indent=2).encode() + b"\n"))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -9,7 +9,7 @@ import matplotlib.image
 import numpy as np
 from omegaconf import OmegaConf
 
-from aecli.callbacks import read_jobs, swept_keys, write_comparison_figure, write_comparison_table, write_curve_overlay
+from aecli.report import read_jobs, swept_keys, write_comparison_figure, write_curve_overlay, write_tables
 from conftest import run_cli
 
 
@@ -17,7 +17,7 @@ def test_nonlinear_2d_sweeps_the_studys_grid_and_compares_it(tmp_path):
     run_cli("-m", "experiment=nonlinear_2d", "trainer.epochs=1", "plots.error_map_resolution=40",
             f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     sweep = tmp_path / "sweep"
-    rows = list(csv.DictReader(open(sweep / "comparison.csv")))
+    rows = sorted(csv.DictReader(open(sweep / "summary.csv")), key=lambda r: int(r["job"]))
     assert [(r["dataset"], r["model"]) for r in rows] == [
         (d, m) for d in ("polynomial", "spiral") for m in ("linear", "relu", "relu_nobias", "tanh", "tanh_nobias")]
     assert all(r["status"] == "completed" and float(r["final_val_loss"]) > 0 for r in rows)
@@ -57,7 +57,7 @@ def test_comparison_grid_takes_rows_and_columns_from_swept_keys_and_marks_failur
     assert 0.5 < grid.shape[1] / grid.shape[0] < 2.5  # 2 rows x 2 columns
 
 
-def test_comparison_table_has_analysis_metrics_and_curves_overlay_every_job(tmp_path):
+def test_summary_table_has_analysis_metrics_and_curves_overlay_every_job(tmp_path):
     for num, lr in enumerate(["0.1", "0.01"]):
         job = fake_job(tmp_path, num, [f"optimizer.lr={lr}"], "completed", False)
         summary = json.loads((job / "summary.json").read_text())
@@ -67,9 +67,10 @@ def test_comparison_table_has_analysis_metrics_and_curves_overlay_every_job(tmp_
         if num == 1:
             (job / "steps.csv").write_text("step,epoch,loss\n1,1,0.9\n2,1,0.7\n3,1,0.4\n")
     jobs = read_jobs(tmp_path)
-    write_comparison_table(jobs, swept_keys(jobs), tmp_path / "t.csv")
-    rows = list(csv.DictReader(open(tmp_path / "t.csv")))
-    assert [(r["optimizer.lr"], r["rmse"], r["residual"]) for r in rows] == [("0.1", "0.5", ""), ("0.01", "1.5", "0.25")]
+    assert write_tables(jobs, swept_keys(jobs), tmp_path, "rmse", descending=True) == "1"
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))  # sorted by rmse, highest first
+    assert [(r["optimizer.lr"], r["rmse"], r["residual"], r["best"]) for r in rows] == [
+        ("0.01", "1.5", "0.25", "yes"), ("0.1", "0.5", "", "")]
     assert write_curve_overlay(jobs, ["optimizer.lr"], tmp_path / "epochs.png", steps=False)
     assert write_curve_overlay(jobs, ["optimizer.lr"], tmp_path / "steps.png", steps=True)  # one job has steps
     assert not write_curve_overlay(read_jobs(tmp_path / "0"), [], tmp_path / "none.png", steps=True)

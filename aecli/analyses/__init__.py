@@ -16,9 +16,10 @@ its figures into ctx.run_dir and returns numbers for summary.json's "metrics".
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -51,18 +52,41 @@ class RunContext:
             self.device, self.dtype)
 
 
-@torch.no_grad()
-def encode_reconstruct(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and reconstructions of `x` (eval mode: no dropout, batch-norm running stats)."""
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (no dropout, BatchNorm running statistics) and no autograd inside the block;
+    the model's own mode is restored after, so an analysis never changes the trained model."""
     was_training = model.training
     model.eval()
-    code = model.encode(x)
-    x_hat = model.decode(code)
-    model.train(was_training)
-    return code.float().cpu().numpy(), x_hat.float().cpu().numpy()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
 
 
-@torch.no_grad()
+def encode(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """The codes of the rows of `x`, (n, latent_dim) float64, in eval mode."""
+    with evaluating(model):
+        return model.encode(x).double().cpu().numpy()
+
+
+def decode(model: nn.Module, codes: np.ndarray) -> np.ndarray:
+    """The decoder's output for each row of `codes`, (n, input_dim) float64, in eval mode, on the
+    model's own device and dtype."""
+    param = next(model.parameters())
+    z = torch.as_tensor(np.asarray(codes, dtype=np.float64)).reshape(len(codes), -1).to(param.device, param.dtype)
+    with evaluating(model):
+        return model.decode(z).double().cpu().numpy()
+
+
+def encode_reconstruct(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and reconstructions of `x` (eval mode: no dropout, batch-norm running stats)."""
+    with evaluating(model):
+        code = model.encode(x)
+        return code.float().cpu().numpy(), model.decode(code).float().cpu().numpy()
+
+
 def error_grid(
     model: nn.Module, extent: tuple[float, float, float, float], resolution: int, device: torch.device
 ) -> np.ndarray:
@@ -73,8 +97,6 @@ def error_grid(
     ys = torch.linspace(ymin, ymax, resolution, device=device, dtype=dtype)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     points = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
-    was_training = model.training
-    model.eval()
-    err = torch.linalg.vector_norm(model(points) - points, dim=1)
-    model.train(was_training)
+    with evaluating(model):
+        err = torch.linalg.vector_norm(model(points) - points, dim=1)
     return err.reshape(resolution, resolution).cpu().numpy()
