@@ -127,6 +127,7 @@ def fit(
     n = len(train)
     batch_size = min(cfg.batch_size, n)
     n_batches = n // batch_size if cfg.drop_last else math.ceil(n / batch_size)
+    mean_loss = cfg.loss == "mse"  # a batch's mse is a mean: times its size gives its per-sample sum
     lr = lambda: float(optimizer.param_groups[0]["lr"])  # noqa: E731
     start = time.perf_counter()
     history: list[EpochRecord] = []
@@ -141,19 +142,17 @@ def fit(
     try:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
-            order = (torch.randperm(n, generator=generator) if cfg.shuffle else torch.arange(n)).to(
-                train.device, non_blocking=True)
+            # One gather per epoch, then every batch is a view: no per-step indexing kernel.
+            shuffled = train[torch.randperm(n, generator=generator).to(train.device)] if cfg.shuffle else train
             running = torch.zeros((), device=train.device, dtype=train.dtype)
             step_losses = torch.empty(n_batches, device=train.device) if on_step_losses else None
             for b in range(n_batches):
-                idx = order[b * batch_size : (b + 1) * batch_size]
-                x = train[idx]
+                x = shuffled[b * batch_size : (b + 1) * batch_size]
                 code = model.encode(regularizer.corrupt(x))
                 loss = reconstruction_loss(model.decode(code), x, cfg.loss)
-                batch_loss = per_sample(loss.detach(), len(idx), cfg.loss)
-                running += batch_loss
+                running.add_(loss.detach(), alpha=len(x) if mean_loss else 1)  # per-sample sum, on the device
                 if step_losses is not None:
-                    step_losses[b] = batch_loss / len(idx)
+                    step_losses[b] = loss.detach() if mean_loss else loss.detach() / len(x)
                 penalty = regularizer.penalty(model, x, code)
                 if penalty is not None:
                     loss = loss + penalty

@@ -1,0 +1,346 @@
+"""Speed benchmark: aecli's training loop against hand-written loops and Lightning, in one process.
+
+    python -m aecli.bench                      # every workload, every side, 3 repeats, CPU
+    python -m aecli.bench --device cuda        # the same table on a GPU
+    python -m aecli.bench --workloads rectangle_big --repeats 5 --steps-scale 0.2
+
+Every side trains the same model (same initial weights), on the same data, with the same
+optimizer and the same batch order for the same number of steps; only the loop differs:
+
+  aecli       aecli.train.fit with what a run adds: per-epoch validation, metrics.csv rows,
+              periodic checkpoints and the progress bar as `aecli` configures them
+  bare        a hand-written loop that shuffles once per epoch and slices the shuffled
+              tensor: the fastest honest baseline
+  dataloader  the studies' loop: TensorDataset + DataLoader(shuffle=True) and loss.item()
+              every step
+  lightning   lightning.Trainer with logger, checkpointing, progress bar and model summary
+              off (needs `pip install lightning`: the bench extra); skipped if not installed
+  compiled    aecli's loop with trainer.compile=true (torch.compile), compile time included
+
+Each side runs `--repeats` times, interleaved, and the table shows the median steps per
+second and its ratio to aecli's. Whole-process wall times of `aecli --help`,
+`aecli --cfg job` and the default `aecli` run, and the time to draw a 2-D run's figures,
+follow. Speed goals live here, never in the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from aecli.config import TrainerConfig
+from aecli.models import MLPAutoencoder
+from aecli.regularizers import Regularizer
+from aecli.run_files import RunFiles
+from aecli.train import EpochRecord, fit
+
+
+@dataclass
+class Workload:
+    name: str
+    what: str
+    input_dim: int
+    hidden: list[int]
+    latent: int
+    n: int  # training rows
+    batch_size: int
+    steps: int
+    drop_last: bool
+    lr: float
+    loss: str  # "mse" or "sse"
+
+
+WORKLOADS = {
+    w.name: w
+    for w in [
+        Workload("rectangle_big", "rectangle_capacity's big net [50,50,50]->1, 100 points, batch 8",
+                 2, [50, 50, 50], 1, 100, 8, 12_000, True, 1e-3, "mse"),
+        Workload("beta_bs1", "beta_curves' 100-128-2 net at batch size 1", 100, [128], 2, 10_000, 1, 10_000, False,
+                 1e-4, "sse"),
+        Workload("mnist_sized", "784-256-32 net, batch 256, random data of MNIST's shape", 784, [256], 32, 60_000, 256,
+                 2_000, False, 1e-3, "mse"),
+    ]
+}
+
+
+@dataclass
+class Problem:
+    """One workload made concrete on a device: data, initial weights and the epoch count."""
+
+    workload: Workload
+    data: torch.Tensor
+    val: torch.Tensor
+    initial: MLPAutoencoder
+    epochs: int
+    steps_per_epoch: int
+
+    def fresh_model(self) -> MLPAutoencoder:
+        return copy.deepcopy(self.initial)
+
+    def optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=self.workload.lr)
+
+
+def make_problem(w: Workload, device: torch.device, steps_scale: float) -> Problem:
+    gen = torch.Generator().manual_seed(0)
+    data = torch.rand(w.n, w.input_dim, generator=gen).to(device)
+    per_epoch = w.n // w.batch_size if w.drop_last else -(-w.n // w.batch_size)
+    epochs = max(1, round(w.steps * steps_scale / per_epoch))
+    torch.manual_seed(0)
+    model = MLPAutoencoder(w.input_dim, w.hidden, w.latent).to(device)
+    return Problem(w, data, data[: min(len(data), 1000)], model, epochs, per_epoch)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ----------------------------------------------------------------------------- the sides
+def run_aecli(p: Problem, device: torch.device, compile: bool = False) -> tuple[int, torch.nn.Module]:
+    """aecli's loop with a run's bookkeeping: metrics rows, a checkpoint every 10 epochs, progress bar.
+    compile: as trainer.compile=true, compilation time included."""
+    from tqdm.auto import tqdm
+
+    w, model = p.workload, p.fresh_model()
+    optimizer = p.optimizer(model)
+    if compile:
+        model.encode, model.decode = torch.compile(model.encode), torch.compile(model.decode)
+    cfg = TrainerConfig(epochs=p.epochs, batch_size=w.batch_size, drop_last=w.drop_last, loss=w.loss)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = RunFiles(Path(tmp), "bench: true\n")
+        bar = tqdm(total=p.epochs, disable=None, leave=False)
+        history: list[EpochRecord] = []
+
+        def on_epoch(record: EpochRecord) -> None:
+            history.append(record)
+            files.append_metrics(record)
+            if record.epoch % cfg.checkpoint_every == 0 or record.epoch == p.epochs:
+                files.save_checkpoint(model, optimizer, None, history)
+            if record.epoch > 0:
+                bar.update(1)
+
+        result = fit(model, p.data, p.val, optimizer, None, Regularizer(), cfg, torch.Generator().manual_seed(1),
+                     on_epoch=on_epoch)
+        bar.close()
+        files.close()
+    if compile:
+        del model.encode, model.decode
+    return result.steps, model
+
+
+def batch_loss(model: torch.nn.Module, x: torch.Tensor, kind: str) -> torch.Tensor:
+    return F.mse_loss(model(x), x, reduction="mean" if kind == "mse" else "sum")
+
+
+def run_bare(p: Problem, device: torch.device) -> tuple[int, torch.nn.Module]:
+    """Shuffle once per epoch, slice views, nothing else."""
+    w, model = p.workload, p.fresh_model()
+    optimizer = p.optimizer(model)
+    gen, steps, bs = torch.Generator().manual_seed(1), 0, w.batch_size
+    for _ in range(p.epochs):
+        shuffled = p.data[torch.randperm(len(p.data), generator=gen).to(device)]
+        for b in range(p.steps_per_epoch):
+            loss = batch_loss(model, shuffled[b * bs : (b + 1) * bs], w.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+    return steps, model
+
+
+class OnePermutationPerEpoch(torch.utils.data.Sampler[int]):
+    """shuffle=True's order, one seeded permutation per epoch. (torch's RandomSampler also draws an
+    empty extra permutation at the end of each epoch, which would shift the other sides' batches.)"""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.generator = n, torch.Generator().manual_seed(seed)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def shuffled_loader(p: Problem) -> "torch.utils.data.DataLoader":
+    """The studies' DataLoader over a TensorDataset, in the other sides' batch order."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    return DataLoader(TensorDataset(p.data), batch_size=p.workload.batch_size,
+                      sampler=OnePermutationPerEpoch(len(p.data), seed=1), drop_last=p.workload.drop_last)
+
+
+def run_dataloader(p: Problem, device: torch.device) -> tuple[int, torch.nn.Module]:
+    """The studies' loop: a DataLoader over a TensorDataset and loss.item() every step."""
+    w, model = p.workload, p.fresh_model()
+    optimizer = p.optimizer(model)
+    loader = shuffled_loader(p)
+    steps, total = 0, 0.0
+    for _ in range(p.epochs):
+        for (x,) in loader:
+            loss = batch_loss(model, x, w.loss)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            steps += 1
+    return steps, model
+
+
+def run_lightning(p: Problem, device: torch.device) -> tuple[int, torch.nn.Module]:
+    import lightning as L
+
+    w = p.workload
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = p.fresh_model()
+
+        def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+            return batch_loss(self.model, batch[0], w.loss)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return p.optimizer(self.model)
+
+    module = Module()
+    loader = shuffled_loader(p)
+    trainer = L.Trainer(max_epochs=p.epochs, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(module, loader)
+    return int(trainer.global_step), module.model
+
+
+SIDES: dict[str, Callable[[Problem, torch.device], tuple[int, torch.nn.Module]]] = {
+    "aecli": run_aecli, "bare": run_bare, "dataloader": run_dataloader, "lightning": run_lightning,
+    "compiled": lambda p, device: run_aecli(p, device, compile=True)}
+
+
+def lightning_available() -> bool:
+    try:
+        import lightning  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- measurement
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def bench_workload(w: Workload, sides: list[str], device: torch.device, repeats: int,
+                   steps_scale: float) -> dict[str, dict[str, float]]:
+    problem = make_problem(w, device, steps_scale)
+    rates: dict[str, list[float]] = {s: [] for s in sides}
+    memory: dict[str, float] = {}
+    for _ in range(repeats):  # interleaved, so a slow moment of the machine hits every side alike
+        for side in sides:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            sync(device)
+            start = time.perf_counter()
+            steps, _ = SIDES[side](problem, device)
+            sync(device)
+            rates[side].append(steps / (time.perf_counter() - start))
+            memory[side] = peak_memory_mb(device)
+    return {s: {"steps_per_s": statistics.median(r), "peak_mb": memory[s]} for s, r in rates.items()}
+
+
+def wall_time(args: list[str], repeats: int, cwd: str) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(args, cwd=cwd, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def figure_time(repeats: int) -> float:
+    """Seconds to draw every figure of a default 2-D run (loss curve, latent, reconstruction, 500x500 error map)."""
+    from aecli.analyses import RunContext
+    from aecli.config import compose
+    from aecli.data import polynomial_curve
+    from aecli.pipeline import draw_figures
+
+    cfg = compose(["trainer.epochs=1"])
+    data = polynomial_curve(seed=0, grid_extent=[-2, 2, -2, 2])
+    model = MLPAutoencoder(2, [], 3, latent_activation="tanh")
+    history = [EpochRecord(e, 1.0 / (e + 1), 1.0 / (e + 1), 1e-3, float(e)) for e in range(61)]
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = RunContext(cfg, model, model, None, data, history, torch.device("cpu"), torch.float32, Path(tmp),
+                         "polynomial / tanh", cfg.plots.dpi)
+        draw_figures(ctx)  # warm-up: font cache, first imports
+        for _ in range(repeats):
+            start = time.perf_counter()
+            draw_figures(ctx)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aecli.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--sides", nargs="*", default=["aecli", "bare", "dataloader", "lightning"],
+                        choices=list(SIDES), help="add `compiled` to measure trainer.compile=true")
+    parser.add_argument("--steps-scale", type=float, default=1.0, help="shorter (<1) or longer runs")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads, as aecli's default")
+    parser.add_argument("--no-process", action="store_true", help="skip the whole-process wall times")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    sides = [s for s in args.sides if s != "lightning" or lightning_available()]
+    print(f"aecli bench: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}, device {device}"
+          + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
+    if "lightning" in args.sides and "lightning" not in sides:
+        print("(lightning not installed: pip install lightning, or aecli[bench])")
+    print(f"median of {args.repeats} repeats; ratio = side's steps/s / aecli's\n")
+    header = f"{'workload':<14} {'side':<11} {'steps/s':>10} {'ratio':>7} {'peak MB':>9}"
+    print(header + "\n" + "-" * len(header))
+    for name in args.workloads:
+        w = WORKLOADS[name]
+        results = bench_workload(w, sides, device, args.repeats, args.steps_scale)
+        base = results["aecli"]["steps_per_s"] if "aecli" in results else None
+        for side, r in results.items():
+            ratio = f"{r['steps_per_s'] / base:7.2f}" if base else "      -"
+            print(f"{name:<14} {side:<11} {r['steps_per_s']:>10.0f} {ratio} {r['peak_mb']:>9.0f}")
+        if base and "bare" in results:
+            print(f"{'':<14} bare/aecli = {results['bare']['steps_per_s'] / base:.3f} (target >= 0.9)"
+                  + (f", aecli/lightning = {base / results['lightning']['steps_per_s']:.2f} (target >= 3)"
+                     if "lightning" in results else ""))
+        print()
+    if not args.no_process:
+        aecli = str(Path(sys.executable).with_name("aecli"))
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"aecli --help             {wall_time([aecli, '--help'], args.repeats, tmp):6.2f} s (target < 1.5)")
+            print(f"aecli --cfg job          {wall_time([aecli, '--cfg', 'job'], args.repeats, tmp):6.2f} s (target < 1.5)")
+            print(f"aecli (default run)      {wall_time([aecli, 'trainer.progress=false'], args.repeats, tmp):6.2f} s")
+        print(f"figures of a 2-D run     {figure_time(args.repeats):6.2f} s (target < 2)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
