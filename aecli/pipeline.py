@@ -112,7 +112,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         metrics: dict[str, float] = {}
         if result.status != "diverged":
             if cfg.plots.enabled:
-                draw_figures(ctx)
+                metrics.update(draw_figures(ctx))
             for name, spec in cfg.analyses.items():  # the study's own numbers and figures
                 log.info("analysis %s", name)
                 metrics.update(build(spec, _partial_=True)(ctx))
@@ -162,8 +162,9 @@ def build(spec: DictConfig, **kwargs: Any) -> Any:
         raise
 
 
-def draw_figures(ctx: RunContext) -> None:
-    """loss_curve.png, latent.png, reconstruction.png and, for 2-D data, error_map.png."""
+def draw_figures(ctx: RunContext) -> dict[str, float]:
+    """loss_curve.png, latent.png, reconstruction.png and, for 2-D data, error_map.png; returns the
+    error map's number: the share of the window reconstructed within plots.error_threshold."""
     cfg, data, history, title, run_dir, dpi = ctx.cfg, ctx.data, ctx.history, ctx.title, ctx.run_dir, ctx.dpi
     plots.loss_curve([r.epoch for r in history], [r.train_loss for r in history], [r.val_loss for r in history],
                      title, cfg.trainer.loss, run_dir / "loss_curve.png", dpi)
@@ -175,8 +176,10 @@ def draw_figures(ctx: RunContext) -> None:
     if data.dim == 2 and data.grid_extent is not None:
         err = analyses.error_grid(ctx.model, data.grid_extent, cfg.plots.error_map_resolution, ctx.device)
         plots.error_map(err, data.grid_extent, cfg.plots.error_threshold, title, run_dir / "error_map.png", dpi)
-    elif data.dim != 2:
+        return {"error_map_share_below_threshold": float((err < cfg.plots.error_threshold).mean())}
+    if data.dim != 2:
         log.info("error_map.png skipped: the error map needs 2-D data, %s is %d-D", data.name, data.dim)
+    return {}
 
 
 def prepare_source(cfg: DictConfig, run_dir: Path, device: torch.device) -> Optional[torch.nn.Module]:

@@ -188,7 +188,14 @@ def write_curve_overlay(jobs: list[dict[str, Any]], keys: list[str], path: Path,
         color, label = colors[i % len(colors)], job_label(job, keys)
         if steps:
             (loss,) = columns
-            ax.plot(np.linspace(0, 1, len(loss)), loss, color=color, lw=0.8, alpha=0.6, label=label)
+            share = np.linspace(0, 1, len(loss))
+            if len(loss) < 2000:
+                ax.plot(share, loss, color=color, lw=0.8, alpha=0.6, label=label)
+            else:  # every step faint, and a running mean over 1% of training that stays readable
+                window = len(loss) // 100
+                mean = np.convolve(loss, np.ones(window) / window, mode="valid")
+                ax.plot(share, loss, color=color, lw=0.5, alpha=0.25)
+                ax.plot(share[window - 1:], mean, color=color, lw=1.5, label=f"{label} (running mean, {window} steps)")
         else:
             epoch, train, val = columns
             ax.plot(epoch, train, color=color, label=f"{label} (train)")

@@ -42,6 +42,7 @@ def test_end_to_end_run_writes_a_complete_folder(tmp_path):
     assert summary["status"] == "completed"
     assert summary["epochs"] == 3 and summary["steps"] == 3 * 54  # ceil(1700 / 32) = 54 steps an epoch
     assert summary["device"] == "cpu" and summary["steps_per_second"] > 0
+    assert 0 <= summary["metrics"]["error_map_share_below_threshold"] <= 1  # the error map's number
 
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]

@@ -1,0 +1,221 @@
+"""The mnist studies' analyses (mnist_bottleneck, mnist_wide, mnist_denoising) and their figures.
+
+Each works on any image data set (data.image_shape; MNIST 28x28, digits 8x8) and
+evaluates the trained model in eval mode (no code dropout), leaving it as it was:
+
+  reconstructions  test images beside their reconstructions; test_mse
+  encoder_filters  first-layer weight rows of a seeded choice of hidden units, as images
+  latent_scatter   the test codes coloured by digit (2-D, or 3-D: the first three coordinates);
+                   latent_knn_accuracy, how well the codes alone tell the digits apart
+  latent_manifold  a 2-D code only: images decoded from a grid over the test codes' range,
+                   and from one chosen code (the study's z = (0, -4))
+  denoising        masked / reconstructed / clean test images; test_mse_noisy_input
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from aecli import plots  # noqa: E402
+from aecli.analyses import RunContext, decode, encode_reconstruct  # noqa: E402
+from aecli.config import ConfigError  # noqa: E402
+from aecli.regularizers import masking_noise  # noqa: E402
+
+
+def _image_shape(ctx: RunContext, analysis: str) -> tuple[int, int]:
+    if ctx.data.image_shape is None:
+        raise ConfigError(f"analyses.{analysis} needs image data (dataset=mnist or digits), "
+                          f"not dataset={ctx.data.name}")
+    return ctx.data.image_shape
+
+
+def _seeded_pick(n_total: int, n: int, seed: int) -> np.ndarray:
+    """`n` distinct indices out of n_total, the same for the same seed, in increasing order."""
+    return np.sort(np.random.default_rng(seed).choice(n_total, size=min(n, n_total), replace=False))
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared error per element, accumulated in float64."""
+    return float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+
+
+# ------------------------------------------------------------------ reconstructions
+def reconstructions(ctx: RunContext, n_images: int = 10, seed: int = 0) -> dict[str, float]:
+    """reconstructions.png: a seeded pick of test images above their reconstructions.
+    test_mse: mean squared error per pixel over the whole test set (no weight penalty)."""
+    shape = _image_shape(ctx, "reconstructions")
+    x = ctx.data.val.numpy()
+    _, x_hat = encode_reconstruct(ctx.model, ctx.tensor(x))
+    test_mse = mse(x_hat, x)
+    pick = _seeded_pick(len(x), n_images, seed)
+    plots.image_pairs(x[pick], x_hat[pick], shape, ["original", "reconstruction"],
+                      f"{ctx.title}: {ctx.data.val_name} images and reconstructions (MSE {test_mse:.4f})",
+                      ctx.run_dir / "reconstructions.png", ctx.dpi)
+    return {"test_mse": test_mse}
+
+
+# ------------------------------------------------------------------ encoder filters
+def first_layer(model: nn.Module) -> nn.Linear:
+    return next(m for m in model.encoder.modules() if isinstance(m, nn.Linear))
+
+
+def filter_images(model: nn.Module, units: Sequence[int], image_shape: Sequence[int]) -> np.ndarray:
+    """The input weights of the chosen first-layer units, each reshaped to an image."""
+    weight = first_layer(model).weight.detach().float().cpu().numpy()
+    return weight[np.asarray(units)].reshape(len(units), *image_shape)
+
+
+def encoder_filters(ctx: RunContext, n_filters: int = 5, seed: int = 0, cmap: str = "viridis") -> dict[str, float]:
+    """encoder_filters.png: the first layer's weights into a seeded choice of hidden units,
+    on one shared colour scale (so units compare) with a colour bar."""
+    shape = _image_shape(ctx, "encoder_filters")
+    units = _seeded_pick(first_layer(ctx.model).out_features, n_filters, seed)
+    images = filter_images(ctx.model, units, shape)
+    lo, hi = float(images.min()), float(images.max())
+    if lo == hi:  # all equal (e.g. zero weights): still a readable colour bar
+        lo, hi = lo - 1e-6, hi + 1e-6
+    fig, axes = plt.subplots(1, len(units), figsize=(2.2 * len(units) + 1.0, 2.8), squeeze=False)
+    for ax, unit, image in zip(axes[0], units, images):
+        im = ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi)
+        ax.set(xticks=[], yticks=[], title=f"unit {unit}")
+    fig.colorbar(im, ax=list(axes[0]), label="weight", shrink=0.8)
+    fig.suptitle(f"{ctx.title}: encoder filters (first-layer weights of {len(units)} of "
+                 f"{first_layer(ctx.model).out_features} hidden units)")
+    plots.save_figure(fig, ctx.run_dir / "encoder_filters.png", ctx.dpi)
+    return {}
+
+
+# ------------------------------------------------------------------ latent scatter
+def knn_accuracy(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,
+                 test_labels: np.ndarray, neighbors: int) -> float:
+    """Share of test codes whose `neighbors` nearest training codes vote for the right label."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    knn = KNeighborsClassifier(n_neighbors=min(neighbors, len(train_codes))).fit(train_codes, train_labels)
+    return float(knn.score(test_codes, test_labels))
+
+
+def latent_scatter(ctx: RunContext, dims: int = 2, point_size: float = 4.0, alpha: float = 0.8,
+                   knn_neighbors: int = 5) -> dict[str, float]:
+    """latent_2d.png or latent_3d.png: the test codes' first `dims` coordinates, one colour per digit.
+    latent_knn_accuracy: k-nearest-neighbour digit accuracy of the full test codes against the
+    training codes (the study: "we could make a pretty good classifier out of this")."""
+    if dims not in (2, 3):
+        raise ConfigError(f"analyses.latent_scatter.dims={dims} is not allowed: use 2 or 3")
+    if ctx.model.latent_dim < dims:
+        raise ConfigError(f"analyses.latent_scatter.dims={dims} is not allowed: the code has only "
+                          f"model.latent_dim={ctx.model.latent_dim} coordinates")
+    codes, _ = encode_reconstruct(ctx.model, ctx.tensor(ctx.data.val))
+    colors, ticks = plots.color_kwargs(ctx.data.val_color)
+    names = [f"z_{i}" for i in range(dims)]
+    shown = f"first {dims} of {codes.shape[1]} code coordinates" if codes.shape[1] > dims else f"{dims}-D code"
+    if dims == 2:
+        fig, ax = plt.subplots(figsize=(8, 7))
+        sc = ax.scatter(codes[:, 0], codes[:, 1], s=point_size, alpha=alpha, **colors)
+        ax.set(xlabel=names[0], ylabel=names[1])
+    else:
+        fig = plt.figure(figsize=(9, 8))
+        ax = fig.add_subplot(projection="3d")
+        sc = ax.scatter(codes[:, 0], codes[:, 1], codes[:, 2], s=point_size, alpha=alpha, **colors)
+        ax.set(xlabel=names[0], ylabel=names[1], zlabel=names[2])
+    ax.set_title(f"{ctx.title}: {shown} of the {len(codes)} {ctx.data.val_name} images")
+    fig.colorbar(sc, ax=ax, label=ctx.data.color_label, ticks=ticks, shrink=0.8, pad=0.1 if dims == 3 else 0.03)
+    plots.save_figure(fig, ctx.run_dir / f"latent_{dims}d.png", ctx.dpi)
+
+    metrics: dict[str, float] = {}
+    if knn_neighbors > 0 and ctx.data.train_labels is not None:
+        train_codes, _ = encode_reconstruct(ctx.model, ctx.tensor(ctx.data.train))
+        metrics["latent_knn_accuracy"] = knn_accuracy(train_codes, ctx.data.train_labels[:, 0], codes,
+                                                      ctx.data.val_labels[:, 0], knn_neighbors)
+    return metrics
+
+
+# ------------------------------------------------------------------ decoded latent grid
+def decode_grid(model: nn.Module, z0_range: Sequence[float], z1_range: Sequence[float], n: int,
+                image_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode an n x n grid of 2-D codes. Returns (z0s, z1s, images): z0s increase left to right
+    (columns), z1s DEcrease top to bottom (rows, so the picture reads like a scatter plot), and
+    images[r, c] is decoded from the code (z0s[c], z1s[r])."""
+    z0s = np.linspace(z0_range[0], z0_range[1], n)
+    z1s = np.linspace(z1_range[1], z1_range[0], n)
+    g1, g0 = np.meshgrid(z1s, z0s, indexing="ij")  # [r, c] -> (z0s[c], z1s[r])
+    codes = np.column_stack([g0.ravel(), g1.ravel()])
+    images = decode(model, codes)
+    return z0s, z1s, images.reshape(n, n, *image_shape)
+
+
+def latent_manifold(ctx: RunContext, n: int = 15, clip_quantile: float = 0.0,
+                    point: Optional[Sequence[float]] = (0.0, -4.0)) -> dict[str, float]:
+    """latent_manifold.png: images decoded from an n x n grid spanning the test codes' range
+    (between the clip_quantile and 1 - clip_quantile quantiles of each coordinate), with the
+    code values on the axes. decoded_point.png: the image decoded from one code `point`,
+    beside the test codes with that point marked (null: skip)."""
+    shape = _image_shape(ctx, "latent_manifold")
+    if ctx.model.latent_dim != 2:
+        raise ConfigError(f"analyses.latent_manifold needs a 2-D code, not model.latent_dim={ctx.model.latent_dim}")
+    if not 0 <= clip_quantile < 0.5:
+        raise ConfigError(f"analyses.latent_manifold.clip_quantile={clip_quantile} is not allowed: use [0, 0.5)")
+    codes, _ = encode_reconstruct(ctx.model, ctx.tensor(ctx.data.val))
+    lo = np.quantile(codes, clip_quantile, axis=0)
+    hi = np.quantile(codes, 1 - clip_quantile, axis=0)
+    z0s, z1s, images = decode_grid(ctx.model, (lo[0], hi[0]), (lo[1], hi[1]), n, shape)
+
+    h, w = shape
+    mosaic = images.transpose(0, 2, 1, 3).reshape(n * h, n * w)  # rows of images side by side
+    half0 = (z0s[1] - z0s[0]) / 2 if n > 1 else 0.5
+    half1 = (z1s[0] - z1s[1]) / 2 if n > 1 else 0.5
+    fig, ax = plt.subplots(figsize=(9, 8.5))
+    im = ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, aspect="auto",
+                   extent=(z0s[0] - half0, z0s[-1] + half0, z1s[-1] - half1, z1s[0] + half1))
+    ax.set(xlabel="z_0", ylabel="z_1",
+           title=f"{ctx.title}: images decoded from a {n} x {n} grid over the {ctx.data.val_name} codes' range")
+    fig.colorbar(im, ax=ax, label="pixel value (clipped to [0, 1])", shrink=0.8)
+    plots.save_figure(fig, ctx.run_dir / "latent_manifold.png", ctx.dpi)
+
+    if point is not None:
+        z = np.asarray(point, dtype=np.float64).reshape(1, 2)
+        image = decode(ctx.model, z).reshape(shape)
+        fig, (ax_codes, ax_img) = plt.subplots(1, 2, figsize=(10, 4.5), width_ratios=[1.3, 1])
+        colors, ticks = plots.color_kwargs(ctx.data.val_color)
+        sc = ax_codes.scatter(codes[:, 0], codes[:, 1], s=2, alpha=0.6, **colors)
+        ax_codes.scatter(z[:, 0], z[:, 1], marker="x", s=120, c="red", linewidths=2.5, label=f"z = {tuple(point)}")
+        ax_codes.set(xlabel="z_0", ylabel="z_1", title=f"{ctx.data.val_name} codes and the chosen z")
+        ax_codes.legend(loc="best")
+        fig.colorbar(sc, ax=ax_codes, label=ctx.data.color_label, ticks=ticks)
+        ax_img.imshow(image, cmap="gray", vmin=0, vmax=1)
+        ax_img.set(xticks=[], yticks=[], title=f"decoded from z = {tuple(point)}")
+        fig.suptitle(f"{ctx.title}: a digit generated from a chosen code")
+        plots.save_figure(fig, ctx.run_dir / "decoded_point.png", ctx.dpi)
+    return {}
+
+
+# ------------------------------------------------------------------ denoising
+def denoising(ctx: RunContext, mask_rate: Optional[float] = None, n_images: int = 8,
+              seed: int = 0) -> dict[str, float]:
+    """denoising.png: masked test images (each pixel zeroed with probability mask_rate, seeded),
+    their reconstructions and the clean images. test_mse_noisy_input: MSE of the reconstructions
+    from masked inputs against the clean images; test_mse_masked_vs_clean: the masked images'
+    own MSE (what doing nothing would score)."""
+    shape = _image_shape(ctx, "denoising")
+    rate = ctx.cfg.regularizer.mask_rate if mask_rate is None else mask_rate
+    if not 0 < rate < 1:
+        raise ConfigError(f"analyses.denoising.mask_rate={rate} is not allowed: use a rate in (0, 1), "
+                          f"or set regularizer.mask_rate")
+    clean = ctx.data.val
+    noisy = masking_noise(clean, rate, generator=torch.Generator().manual_seed(seed))
+    _, x_hat = encode_reconstruct(ctx.model, ctx.tensor(noisy))
+    clean, noisy = clean.numpy(), noisy.numpy()
+    noisy_mse = mse(x_hat, clean)
+    pick = _seeded_pick(len(clean), n_images, seed)
+    plots.image_pairs(noisy[pick], x_hat[pick], shape, [f"masked ({rate:.0%})", "reconstructed", "clean"],
+                      f"{ctx.title}: denoising {ctx.data.val_name} images (MSE vs clean {noisy_mse:.4f})",
+                      ctx.run_dir / "denoising.png", ctx.dpi, clean[pick])
+    return {"test_mse_noisy_input": noisy_mse, "test_mse_masked_vs_clean": mse(noisy, clean)}

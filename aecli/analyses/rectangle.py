@@ -1,0 +1,235 @@
+"""The rectangle studies: what a 1-D code makes of 2-D data filling a rectangle.
+
+Analyses (name them under `analyses:` in a config; see conf/experiment/rectangle_*.yaml):
+
+  latent_over_inputs    the data in the input plane, coloured by its 1-D code
+  decoder_image         the decoder's curve z -> x_hat(z), trained beside untrained, and how much
+                        of the data the trained curve passes near (rectangle_capacity)
+  encoder_shift         |z_new - z_old| of a retrained encoder under a frozen decoder, over a grid,
+                        against the distance to the decoder's curve (rectangle_frozen_decoder)
+  step_loss_variability the loss of every optimizer step and how much it jumps (rectangle_gd_vs_sgd)
+
+The pure functions (`decoder_curve`, `distance_to_polyline`, `encoder_shift_grid`,
+`log_step_variability`) carry the numbers; the analyses add figures and metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from aecli.analyses import RunContext, decode, encode
+from aecli.plots import save_figure  # noqa: E402
+from aecli.config import ConfigError  # noqa: E402
+
+CMAP = "viridis"
+
+
+# ------------------------------------------------------------------ numbers
+def encode_1d(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """The 1-D codes of `x` as a flat array, in eval mode."""
+    return encode(model, x)[:, 0]
+
+
+def decoder_curve(model: nn.Module, z: np.ndarray) -> np.ndarray:
+    """The decoder's output at exactly the codes `z` (shape (n,) for a 1-D code), as an (n, dim) array."""
+    return decode(model, np.asarray(z).reshape(len(z), -1))
+
+
+def distance_to_polyline(points: np.ndarray, curve: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Euclidean distance of each point to the polyline through `curve`'s rows, in order."""
+    a, b = curve[:-1], curve[1:]  # segments a -> b
+    ab = b - a
+    length2 = np.maximum((ab**2).sum(axis=1), 1e-300)
+    out = np.empty(len(points))
+    for i in range(0, len(points), chunk):  # (chunk, segments) at a time keeps memory small
+        p = points[i : i + chunk, None, :]
+        t = np.clip(((p - a) * ab).sum(axis=2) / length2, 0.0, 1.0)
+        nearest = a + t[..., None] * ab
+        out[i : i + chunk] = np.sqrt(((p - nearest) ** 2).sum(axis=2)).min(axis=1)
+    return out
+
+
+def length_inside(curve: np.ndarray, extent: Sequence[float]) -> float:
+    """Length of the polyline's segments that lie inside the box [xmin, xmax] x [ymin, ymax]
+    (a segment counts when both its ends are inside: exact for a finely sampled curve)."""
+    xmin, xmax, ymin, ymax = extent
+    inside = (curve[:, 0] >= xmin) & (curve[:, 0] <= xmax) & (curve[:, 1] >= ymin) & (curve[:, 1] <= ymax)
+    both = inside[:-1] & inside[1:]
+    return float(np.linalg.norm(np.diff(curve, axis=0), axis=1)[both].sum())
+
+
+def grid_points(extent: Sequence[float], resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """xs, ys and the (resolution^2, 2) points of the grid, row i = ys[i] (bottom to top)."""
+    xmin, xmax, ymin, ymax = extent
+    xs, ys = np.linspace(xmin, xmax, resolution), np.linspace(ymin, ymax, resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    return xs, ys, np.column_stack([gx.ravel(), gy.ravel()])
+
+
+def encoder_shift_grid(old: nn.Module, new: nn.Module, points: np.ndarray, device: torch.device,
+                       dtype: torch.dtype) -> np.ndarray:
+    """|z_new - z_old| at each point: how far the new encoder moved each point's code."""
+    x = torch.as_tensor(points).to(device, dtype)
+    return np.abs(encode_1d(new, x) - encode_1d(old, x))
+
+
+def log_step_variability(losses: np.ndarray) -> float:
+    """Std of the step-to-step change of log(loss): 0 for a smooth geometric decay, large for jumps."""
+    return float(np.std(np.diff(np.log(np.maximum(losses, 1e-300)))))
+
+
+def _model_label(ctx: RunContext) -> str:
+    dims = list(ctx.cfg.model.hidden_sizes)
+    return f"{ctx.cfg.model.name} (enc/dec dims {dims})"
+
+
+def _codes(z_min: float, z_max: float, n_z: int) -> np.ndarray:
+    if not (z_max > z_min and n_z >= 2):
+        raise ConfigError(f"z_min={z_min}, z_max={z_max}, n_z={n_z} is not allowed: use z_max > z_min and n_z >= 2.")
+    return np.linspace(z_min, z_max, n_z)
+
+
+def _require_1d_code(ctx: RunContext, analysis: str) -> None:
+    if ctx.cfg.model.latent_dim != 1 or ctx.data.dim != 2:
+        raise ConfigError(f"model.latent_dim={ctx.cfg.model.latent_dim} is not allowed: the {analysis} analysis "
+                          f"needs a 1-D code of 2-D data")
+
+
+# ----------------------------------------------------------------- analyses
+def latent_over_inputs(ctx: RunContext, extent: Sequence[float] = (-2, 2, -1, 1),
+                       file: str = "latent_in_input_space.png") -> dict[str, float]:
+    """The training data in the input plane coloured by its code: how the code runs through the box."""
+    _require_1d_code(ctx, "latent_over_inputs")
+    x = ctx.data.train.numpy()
+    z = encode_1d(ctx.model, ctx.tensor(x))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    sc = ax.scatter(x[:, 0], x[:, 1], c=z, cmap=CMAP, s=25)
+    fig.colorbar(sc, ax=ax, label="latent value z")
+    ax.set(xlim=extent[:2], ylim=extent[2:], xlabel="x1", ylabel="x2",
+           title=f"Latent value of the training data in the input space\nmodel: {_model_label(ctx)}")
+    ax.grid(alpha=0.3)
+    save_figure(fig, ctx.run_dir / file, ctx.dpi)
+    return {"code_min": float(z.min()), "code_max": float(z.max())}
+
+
+def decoder_image(ctx: RunContext, z_min: float = -10.0, z_max: float = 10.0, n_z: int = 1000,
+                  extent: Sequence[float] = (-2, 2, -1, 1), near: float = 0.1,
+                  file: str = "decoder_image.png") -> dict[str, float]:
+    """The decoder's image of z in [z_min, z_max] in the input plane, trained beside untrained.
+
+    Metrics (trained, and `untrained_` for the initial net): the curve's length inside the data
+    box `extent`, the share of training points within `near` of the curve, and their mean
+    distance to it. A net with more capacity bends its curve through more of the data."""
+    _require_1d_code(ctx, "decoder_image")
+    z = _codes(z_min, z_max, n_z)
+    x = ctx.data.train.numpy().astype(np.float64)
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5), layout="constrained")
+    metrics: dict[str, float] = {}
+    for ax, model, state, prefix in [(axes[0], ctx.model, "trained", ""),
+                                     (axes[1], ctx.initial_model, "untrained", "untrained_")]:
+        curve = decoder_curve(model, z)
+        dist = distance_to_polyline(x, curve)
+        metrics[f"{prefix}curve_length_in_box"] = length_inside(curve, extent)
+        metrics[f"{prefix}data_near_curve_share"] = float(np.mean(dist < near))
+        metrics[f"{prefix}data_curve_distance_mean"] = float(dist.mean())
+        ax.scatter(x[:, 0], x[:, 1], s=12, c="0.8", label="training data")
+        sc = ax.scatter(curve[:, 0], curve[:, 1], c=z, cmap=CMAP, s=6, label=f"decoder(z), z in [{z_min:g}, {z_max:g}]")
+        ax.set(xlim=extent[:2], ylim=extent[2:], xlabel="x1", ylabel="x2",
+               title=f"{state}: {metrics[f'{prefix}data_near_curve_share']:.0%} of the data within {near:g} "
+                     f"of the curve")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+    fig.colorbar(sc, ax=axes, label="latent value z", shrink=0.9)
+    fig.suptitle(f"Latent space embedded in the input space, model: {_model_label(ctx)}")
+    save_figure(fig, ctx.run_dir / file, ctx.dpi)
+    return metrics
+
+
+def encoder_shift(ctx: RunContext, extent: Sequence[float] = (-5, 5, -5, 5), resolution: int = 100,
+                  z_min: float = -10.0, z_max: float = 10.0, n_z: int = 1000, near: float = 0.1,
+                  far: float = 1.0, file: str = "encoder_shift.png") -> dict[str, float]:
+    """|z_new - z_old| over a grid, z_old from the source run's encoder and z_new from this run's
+    (trained under the source's frozen decoder), with the decoder's curve on top.
+
+    Metrics: the mean shift on the training points, on grid points within `near` of the curve
+    and further than `far` from it, and the rank correlation of shift with distance to the curve."""
+    if ctx.source_model is None:
+        raise ConfigError("model.decoder_from=None is not allowed: the encoder_shift analysis compares this run's "
+                          "encoder with the source run's, so name one (a run folder, a checkpoint, or `train`)")
+    _require_1d_code(ctx, "encoder_shift")
+    xs, ys, grid = grid_points(extent, resolution)
+    shift = encoder_shift_grid(ctx.source_model, ctx.model, grid, ctx.device, ctx.dtype)
+    curve = decoder_curve(ctx.model, _codes(z_min, z_max, n_z))  # the frozen decoder
+    dist = distance_to_polyline(grid, curve)
+    x = ctx.data.train.numpy().astype(np.float64)
+    data_shift = encoder_shift_grid(ctx.source_model, ctx.model, x, ctx.device, ctx.dtype)
+
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    im = ax.imshow(shift.reshape(resolution, resolution), origin="lower", extent=tuple(extent), cmap=CMAP,
+                   interpolation="nearest", aspect="auto")
+    fig.colorbar(im, ax=ax, label="|z_new - z_old|")
+    ax.plot(curve[:, 0], curve[:, 1], color="red", lw=1.5, label=f"frozen decoder's curve, z in [{z_min:g}, {z_max:g}]")
+    ax.scatter(x[:, 0], x[:, 1], s=6, c="white", edgecolors="none", label="training data")
+    ax.set(xlim=extent[:2], ylim=extent[2:], xlabel="x1", ylabel="x2",
+           title=f"Code change of a new encoder under the frozen decoder\n{ctx.title}")
+    ax.legend(loc="upper right", fontsize=8)
+    save_figure(fig, ctx.run_dir / file, ctx.dpi)
+
+    is_near, is_far = dist < near, dist > far
+    return {
+        "shift_mean_data": float(data_shift.mean()),
+        "shift_mean_grid": float(shift.mean()),
+        "shift_mean_near_curve": float(shift[is_near].mean()) if is_near.any() else float("nan"),
+        "shift_mean_far_from_curve": float(shift[is_far].mean()) if is_far.any() else float("nan"),
+        "shift_distance_rank_correlation": rank_correlation(shift, dist),
+    }
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (ties broken by order: fine for continuous values); nan when
+    either side is constant, where no ranking exists."""
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def read_step_losses(run_dir: Path) -> Optional[np.ndarray]:
+    path = run_dir / "steps.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        return np.array([float(row["loss"]) for row in csv.DictReader(f)])
+
+
+def step_loss_variability(ctx: RunContext, file: str = "loss_per_step.png") -> dict[str, float]:
+    """The loss of every optimizer step on a 0-1 axis (share of training), and how much it jumps
+    from step to step: full-batch gradient descent descends smoothly, batch-1 SGD oscillates."""
+    losses = read_step_losses(ctx.run_dir)
+    if losses is None or len(losses) < 2:
+        raise ConfigError(f"trainer.log_steps={ctx.cfg.trainer.log_steps} is not allowed: the "
+                          f"step_loss_variability analysis needs trainer.log_steps=true and at least 2 steps")
+    t = ctx.cfg.trainer
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(np.linspace(0, 1, len(losses)), losses, lw=0.6, alpha=0.7,
+            label=f"{ctx.cfg.optimizer.name}, batch {t.batch_size}, lr {ctx.cfg.optimizer.lr:g}")
+    if losses.min() > 0:
+        ax.set_yscale("log")
+    ax.set(xlabel="share of training steps (0 = first, 1 = last)", ylabel=f"{t.loss} loss of the step's batch",
+           title=f"{ctx.title}: loss per optimizer step ({len(losses)} steps)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    save_figure(fig, ctx.run_dir / file, ctx.dpi)
+    tail = losses[-max(1, len(losses) // 100):]  # the last 1% of steps
+    return {"steps_logged": float(len(losses)), "step_log_loss_change_std": log_step_variability(losses),
+            "final_step_loss_mean": float(tail.mean())}

@@ -1,0 +1,135 @@
+"""swiss_roll study: how well the 3-2-3 MLP autoencoder rebuilds the roll it trained on, and a fresh roll.
+
+Two analyses, named in conf/experiment/swiss_roll.yaml:
+  training_roll  RMSE on the training roll, its 2-D code and its decoded roll
+  new_roll       the same for a freshly drawn roll (more points, more noise, its own min-max scaling)
+
+Each RMSE is reported twice, because the study measured in a way that is easy to misread:
+  <key>_rmse             eval mode: dropout off, BatchNorm with its running statistics (what the
+                         trained model does when it is used);
+  <key>_rmse_train_mode  train mode: dropout active (seeded), BatchNorm normalising with the
+                         statistics of the batch itself: what the study printed, since its model
+                         never left train mode. Computed on a copy, so the trained model's
+                         BatchNorm running statistics stay untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from aecli.analyses import RunContext, evaluating  # noqa: E402
+from aecli.config import ConfigError  # noqa: E402
+
+CMAP = "jet"  # the study's colour map for the roll parameter t
+
+
+# ----------------------------------------------------------------- numbers
+@torch.no_grad()
+def reconstruct(model: nn.Module, x: torch.Tensor, train_mode: bool = False,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and reconstructions of `x`, as numpy arrays.
+
+    train_mode=False: eval mode on the model itself (its mode is restored afterwards).
+    train_mode=True: train mode on a deep copy, with dropout drawn from `seed` without
+    disturbing the global random state; BatchNorm then uses the batch statistics of `x`."""
+    if train_mode:
+        net = copy.deepcopy(model).train()  # a train-mode pass updates BatchNorm's running stats
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            code = net.encode(x)
+            x_hat = net.decode(code)
+    else:
+        with evaluating(model):
+            code = model.encode(x)
+            x_hat = model.decode(code)
+    return code.cpu().numpy(), x_hat.cpu().numpy()
+
+
+def rmse(x: np.ndarray, x_hat: np.ndarray) -> float:
+    """Root of the mean squared error over every coordinate of every point (the study's sqrt(MSELoss))."""
+    return float(np.sqrt(np.mean((np.asarray(x_hat, dtype=np.float64) - np.asarray(x, dtype=np.float64)) ** 2)))
+
+
+# ----------------------------------------------------------------- analyses
+def training_roll(ctx: RunContext, train_mode_seed: Optional[int] = None) -> dict[str, float]:
+    """RMSE (eval and train mode) on the roll the model trained on; writes encoded_training_roll.png
+    and decoded_training_roll.png. train_mode_seed: dropout seed, null = the run's seed."""
+    seed = ctx.cfg.seed if train_mode_seed is None else train_mode_seed
+    return _report(ctx, ctx.data.train.numpy(), ctx.data.train_color, "train", "training roll", seed)
+
+
+def new_roll(ctx: RunContext, n: int = 2500, noise: float = 0.1, seed: Optional[int] = None,
+             train_mode_seed: Optional[int] = None) -> dict[str, float]:
+    """RMSE (eval and train mode) on a freshly drawn roll of n points with this noise, min-max scaled
+    on its own (as the study did); writes encoded_new_roll.png and decoded_new_roll.png.
+    seed: the new roll's draw, null = dataset.seed + 1 (never the training roll's draw)."""
+    from aecli.data import swiss_roll  # the training roll's own recipe, drawn again
+
+    if n < 2:
+        raise ConfigError(f"analyses.new_roll.n={n} is not allowed: use at least 2 points")
+    if noise < 0:
+        raise ConfigError(f"analyses.new_roll.noise={noise} is not allowed: use a standard deviation >= 0")
+    roll_seed = ctx.cfg.dataset.seed + 1 if seed is None else seed
+    if roll_seed == ctx.cfg.dataset.seed:
+        raise ConfigError(f"analyses.new_roll.seed={seed} is not allowed: it is the training roll's seed "
+                          "(dataset.seed); use another one or null")
+    roll = swiss_roll(n=n, noise=noise, train_fraction=1.0, seed=roll_seed)
+    dropout_seed = ctx.cfg.seed if train_mode_seed is None else train_mode_seed
+    return _report(ctx, roll.train.numpy(), roll.train_color, "new_roll", "new roll", dropout_seed)
+
+
+def _report(ctx: RunContext, points: np.ndarray, t: np.ndarray, key: str, label: str,
+            seed: int) -> dict[str, float]:
+    """Both RMSEs of one roll and its two figures; metric keys start with `key`."""
+    x = ctx.tensor(points)
+    code, x_hat = reconstruct(ctx.model, x)
+    _, x_hat_train = reconstruct(ctx.model, x, train_mode=True, seed=seed)
+    x_np = x.cpu().numpy()
+    err, err_train = rmse(x_np, x_hat), rmse(x_np, x_hat_train)
+    slug = label.replace(" ", "_")
+    plot_code(code, t, ctx.data.color_label, f"Encoded {label} (eval mode)", ctx.run_dir / f"encoded_{slug}.png",
+              ctx.dpi)
+    plot_decoded(x_np, x_hat, x_hat_train, t, ctx.data.color_label, label, err, err_train,
+                 ctx.run_dir / f"decoded_{slug}.png", ctx.dpi)
+    return {f"{key}_rmse": err, f"{key}_rmse_train_mode": err_train}
+
+
+# ----------------------------------------------------------------- figures
+def plot_code(code: np.ndarray, t: np.ndarray, color_label: str, title: str, path: Path, dpi: int) -> None:
+    """The 2-D code of every point, coloured by the roll parameter t."""
+    fig, ax = plt.subplots(figsize=(6, 4.8))
+    sc = ax.scatter(code[:, 0], code[:, 1], c=t, cmap=CMAP, s=6)
+    fig.colorbar(sc, ax=ax, label=color_label)
+    ax.set(xlabel="z1", ylabel="z2", title=title)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_decoded(x: np.ndarray, x_hat: np.ndarray, x_hat_train: np.ndarray, t: np.ndarray, color_label: str,
+                 label: str, err: float, err_train: float, path: Path, dpi: int) -> None:
+    """Original roll beside its decoding in eval mode and in train mode (the study's), same colours."""
+    panels = [(x, f"Original {label}"),
+              (x_hat, f"Decoded {label}, eval mode\nRMSE {err:.4g}"),
+              (x_hat_train, f"Decoded {label}, train mode (as the study)\nRMSE {err_train:.4g}")]
+    everything = np.concatenate([x, x_hat, x_hat_train])
+    limits = list(zip(everything.min(axis=0), everything.max(axis=0)))  # one scale for all three panels
+    fig = plt.figure(figsize=(17, 5.6))
+    for i, (pts, title) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, 3, i, projection="3d")
+        sc = ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=t, cmap=CMAP, s=4)
+        ax.set(xlabel="x1", ylabel="x2", zlabel="x3", xlim=limits[0], ylim=limits[1], zlim=limits[2])
+        ax.set_title(title)
+    fig.colorbar(sc, ax=fig.axes, label=color_label, shrink=0.7, pad=0.06)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
