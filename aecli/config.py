@@ -146,6 +146,7 @@ class OptimizerConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     lr_decay: Optional[float] = None  # gamma of an ExponentialLR stepped each epoch
+    fused: bool = True  # the fused (else foreach) kernel of the same algorithm: faster for small nets
 
 
 @dataclass
