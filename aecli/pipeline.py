@@ -83,7 +83,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
         def on_epoch(record: EpochRecord) -> None:
             files.append_metrics(record)
-            if record.epoch % t.checkpoint_every == 0 or record.epoch == t.epochs:
+            if record.epoch % t.checkpoint_every == 0:  # the last epoch's is written once fit returns
                 files.save_checkpoint(model, optimizer, scheduler, history)
             if record.epoch > 0:
                 bar.update(1)
