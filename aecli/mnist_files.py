@@ -30,6 +30,7 @@ from typing import Optional
 import numpy as np
 
 from aecli.config import ConfigError
+from aecli.run_files import atomic_write
 
 ENV_VAR = "AECLI_MNIST_DIR"
 DEFAULT_ROOT = Path("~/.cache/aecli/mnist")
@@ -178,9 +179,7 @@ def download(name: str, folder: Path) -> None:
             failures.append(f"{mirror}: checksum mismatch")
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{name}.{os.getpid()}.part"
-        partial.write_bytes(payload)
-        os.replace(partial, folder / name)
+        atomic_write(folder / name, lambda f: f.write(payload))
         return
     raise ConfigError(f"MNIST file {name} is missing from {folder} and could not be downloaded "
                       f"({'; '.join(failures)}); {how_to_get(folder)}")

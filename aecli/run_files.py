@@ -26,8 +26,9 @@ LAST_CHECKPOINT = "last.pt"
 
 
 def atomic_write(path: Path, write: Any) -> None:
-    """Call `write(file)` on a temporary sibling of `path`, fsync it, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Call `write(file)` on a temporary sibling of `path`, fsync it, then rename it into place.
+    The temporary name carries the process id, so concurrent writers never share one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         write(f)
         f.flush()
