@@ -15,7 +15,6 @@ The pure functions (`decoder_curve`, `distance_to_polyline`, `encoder_shift_grid
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -28,7 +27,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, decode, encode
-from aecli.plots import save_figure  # noqa: E402
+from aecli.plots import save_figure
+from aecli.report import read_columns
+from aecli.run_files import STEPS_FILE  # noqa: E402
 from aecli.config import ConfigError  # noqa: E402
 
 CMAP = "viridis"
@@ -204,19 +205,12 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def read_step_losses(run_dir: Path) -> Optional[np.ndarray]:
-    path = run_dir / "steps.csv"
-    if not path.is_file():
-        return None
-    with open(path, newline="") as f:
-        return np.array([float(row["loss"]) for row in csv.DictReader(f)])
-
-
 def step_loss_variability(ctx: RunContext, file: str = "loss_per_step.png") -> dict[str, float]:
     """The loss of every optimizer step on a 0-1 axis (share of training), and how much it jumps
     from step to step: full-batch gradient descent descends smoothly, batch-1 SGD oscillates."""
-    losses = read_step_losses(ctx.run_dir)
-    if losses is None or len(losses) < 2:
+    columns = read_columns(ctx.run_dir / STEPS_FILE, ["loss"])
+    losses = np.array(columns[0]) if columns else np.empty(0)
+    if len(losses) < 2:
         raise ConfigError(f"trainer.log_steps={ctx.cfg.trainer.log_steps} is not allowed: the "
                           f"step_loss_variability analysis needs trainer.log_steps=true and at least 2 steps")
     t = ctx.cfg.trainer
