@@ -113,7 +113,8 @@ def status_text(job: dict[str, Any]) -> str:
 
 def table_rows(jobs: list[dict[str, Any]], keys: list[str], metric: str, descending: bool) -> tuple[list[str], list[list[Any]], Optional[str]]:
     """Header, rows (sorted) and the job number of the best completed job by `metric`."""
-    header = ["job", *keys, *SUMMARY_COLUMNS, *metric_names(jobs)]
+    metrics = metric_names(jobs)
+    header = ["job", *keys, *SUMMARY_COLUMNS, *metrics]
     ordered = sort_jobs(jobs, metric, descending)
     best = next((j["dir"].name for j in ordered if j["summary"].get("status") == "completed"
                  and isinstance(job_value(j, metric), (int, float))), None)
@@ -121,7 +122,7 @@ def table_rows(jobs: list[dict[str, Any]], keys: list[str], metric: str, descend
     for job in ordered:
         row = [job["dir"].name, *(job["overrides"].get(k, "") for k in keys)]
         row += [status_text(job) if c == "status" else job_value(job, c) for c in SUMMARY_COLUMNS]
-        row += [job_value(job, m) for m in header[len(keys) + 1 + len(SUMMARY_COLUMNS):]]
+        row += [job_value(job, m) for m in metrics]
         rows.append(row)
     return header, rows, best
 
