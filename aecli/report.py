@@ -177,6 +177,8 @@ def write_curve_overlay(jobs: list[dict[str, Any]], keys: list[str], path: Path,
     import matplotlib.ticker
     import numpy as np
 
+    from aecli.plots import save_figure
+
     source = "steps.csv" if steps else "metrics.csv"
     curves = [(job, read_columns(job["dir"] / source, ["loss"] if steps else ["epoch", "train_loss", "val_loss"]))
               for job in jobs]
@@ -211,8 +213,7 @@ def write_curve_overlay(jobs: list[dict[str, Any]], keys: list[str], path: Path,
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, 110)
     return True
 
 
@@ -223,6 +224,8 @@ def write_comparison_figure(jobs: list[dict[str, Any]], keys: list[str], figure:
     matplotlib.use("Agg")
     import matplotlib.image
     import matplotlib.pyplot as plt
+
+    from aecli.plots import save_figure
 
     if not any((job["dir"] / figure).exists() for job in jobs):
         return False
@@ -251,8 +254,7 @@ def write_comparison_figure(jobs: list[dict[str, Any]], keys: list[str], figure:
         ax.set_title(title, fontsize=9)
     fig.suptitle(f"{figure.removesuffix('.png')} of {len(jobs)} jobs, swept: {', '.join(keys) or 'nothing'}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, 110)
     return True
 
 

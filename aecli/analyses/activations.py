@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, evaluating  # noqa: E402
+from aecli.plots import save_figure  # noqa: E402
 from aecli.config import ConfigError  # noqa: E402
 
 
@@ -81,6 +82,5 @@ def activation_histograms(ctx: RunContext, threshold: float = 1e-3, bins: int = 
     fig.suptitle(f"{ctx.title}: hidden activations over the training data, {penalty or 'no regularization'}\n"
                  f"all layers: {metrics['sparsity']:.1%} of activations |h| < {threshold:g}, "
                  f"mean |h| = {metrics['mean_abs_activation']:.3g}")
-    fig.savefig(ctx.run_dir / file, dpi=ctx.dpi, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, ctx.run_dir / file, ctx.dpi)
     return metrics

@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, encode, evaluating  # noqa: E402
+from aecli.plots import save_figure  # noqa: E402
 from aecli.config import ConfigError  # noqa: E402
 
 
@@ -102,8 +103,7 @@ def plot_histograms(codes: np.ndarray, bins: Union[int, str], title: str, path: 
         ax.set(xlabel=f"c_{k + 1}", ylabel="Count")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi)
 
 
 def plot_inversion(grid: np.ndarray, target: np.ndarray, decoded: np.ndarray, alpha: float, beta: float,
@@ -120,5 +120,4 @@ def plot_inversion(grid: np.ndarray, target: np.ndarray, decoded: np.ndarray, al
     names = ", ".join(f"c_{k + 1}" for k in range(len(code)))
     ax1.set(xlabel="x", ylabel="Error", title=f"β(x; α, β) − β_NN(x; {names})")
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi)

@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, evaluating  # noqa: E402
+from aecli.plots import save_figure  # noqa: E402
 from aecli.config import ConfigError  # noqa: E402
 
 CMAP = "jet"  # the study's colour map for the roll parameter t
@@ -112,8 +113,7 @@ def plot_code(code: np.ndarray, t: np.ndarray, color_label: str, title: str, pat
     sc = ax.scatter(code[:, 0], code[:, 1], c=t, cmap=CMAP, s=6)
     fig.colorbar(sc, ax=ax, label=color_label)
     ax.set(xlabel="z1", ylabel="z2", title=title)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi)
 
 
 def plot_decoded(x: np.ndarray, x_hat: np.ndarray, x_hat_train: np.ndarray, t: np.ndarray, color_label: str,
@@ -131,5 +131,4 @@ def plot_decoded(x: np.ndarray, x_hat: np.ndarray, x_hat_train: np.ndarray, t: n
         ax.set(xlabel="x1", ylabel="x2", zlabel="x3", xlim=limits[0], ylim=limits[1], zlim=limits[2])
         ax.set_title(title)
     fig.colorbar(sc, ax=fig.axes, label=color_label, shrink=0.7, pad=0.06)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi)
