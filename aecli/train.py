@@ -91,16 +91,26 @@ def per_sample(loss: torch.Tensor, batch_size: int, kind: str) -> torch.Tensor:
     return loss * batch_size if kind == "mse" else loss
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, kind: str, chunk: int = 16384) -> float:
-    """Per-sample reconstruction loss over all of `x`, in eval mode (dropout off)."""
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (no dropout, BatchNorm running statistics) and no autograd inside the block;
+    the model's own mode is restored after, so evaluating never changes the model."""
     was_training = model.training
     model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, kind: str, chunk: int = 16384) -> float:
+    """Per-sample reconstruction loss over all of `x`, in eval mode (dropout off)."""
     total = torch.zeros((), device=x.device, dtype=torch.float64)
-    for i in range(0, len(x), chunk):
-        xb = x[i : i + chunk]
-        total += per_sample(reconstruction_loss(model(xb), xb, kind), len(xb), kind).double()
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(x), chunk):
+            xb = x[i : i + chunk]
+            total += per_sample(reconstruction_loss(model(xb), xb, kind), len(xb), kind).double()
     return float(total) / max(len(x), 1)
 
 

@@ -16,10 +16,9 @@ its figures into ctx.run_dir and returns numbers for summary.json's "metrics".
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -27,7 +26,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from aecli.data import Dataset
-from aecli.train import EpochRecord
+from aecli.train import EpochRecord, evaluating  # noqa: F401  (evaluating: re-exported for the analyses)
 
 
 @dataclass
@@ -50,19 +49,6 @@ class RunContext:
         """`array` as a tensor on the run's device and dtype."""
         return torch.as_tensor(np.asarray(array) if not torch.is_tensor(array) else array).to(
             self.device, self.dtype)
-
-
-@contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode (no dropout, BatchNorm running statistics) and no autograd inside the block;
-    the model's own mode is restored after, so an analysis never changes the trained model."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
 
 
 def encode(model: nn.Module, x: torch.Tensor) -> np.ndarray:
