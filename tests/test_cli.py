@@ -94,8 +94,19 @@ def test_help_and_info_show_groups_and_the_packaged_search_path(tmp_path):
     for group in ["dataset", "model", "optimizer", "regularizer", "experiment"]:
         options = sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
         assert f"\n{group}: {', '.join(options)}\n" in help_text, group
+    assert "Traceback" not in help_text and "\ntrainer:\n  epochs: 60\n" in help_text
     info = run_cli("--info", "searchpath", cwd=tmp_path).stdout
     assert "pkg://aecli.conf" in info
+
+
+def test_help_shows_the_config_its_overrides_compose_and_reports_bad_ones(tmp_path):
+    assert "\nmodel:\n  _target_: aecli.models.MLPAutoencoder\n  name: relu\n" in run_cli(
+        "model=relu", "--help", cwd=tmp_path).stdout
+    bad = run_cli("model=nope", "--help", cwd=tmp_path, check=False)
+    assert bad.returncode == 1 and "Could not find 'model/nope'" in bad.stderr and "Traceback" not in bad.stderr
+    import aecli
+
+    assert run_cli("--version", cwd=tmp_path).stdout.strip() == f"aecli {aecli.__version__}"
 
 
 def test_run_from_another_directory_goes_to_that_directorys_outputs(tmp_path):
