@@ -47,7 +47,7 @@ from aecli.models import MLPAutoencoder
 from aecli.optim import make_optimizer
 from aecli.regularizers import Regularizer
 from aecli.run_files import RunFiles
-from aecli.train import EpochRecord, fit
+from aecli.train import EpochRecord, TrainState, fit
 
 
 @dataclass
@@ -131,11 +131,11 @@ def run_aecli(p: Problem, device: torch.device, compile: bool = False) -> tuple[
         bar = tqdm(total=p.epochs, disable=None, leave=False)
         history: list[EpochRecord] = []
 
-        def on_epoch(record: EpochRecord) -> None:
+        def on_epoch(record: EpochRecord, state: TrainState) -> None:
             history.append(record)
             files.append_metrics(record)
             if record.epoch % cfg.checkpoint_every == 0 or record.epoch == p.epochs:
-                files.save_checkpoint(model, optimizer, None, history)
+                files.save_checkpoint(model, optimizer, None, history, state)
             if record.epoch > 0:
                 bar.update(1)
 

@@ -24,6 +24,9 @@ class SweepComparison(Callback):
     """After a multirun: the report files of aecli.report in the sweep folder."""
 
     def __init__(self, figures: Sequence[str] = ("loss_curve.png",), sort_by: str = "final_val_loss") -> None:
+        from aecli.report import check_figure_names
+
+        check_figure_names(figures, "hydra.callbacks.sweep_comparison.figures")  # before any job runs
         self.figures = list(figures)
         self.sort_by = sort_by
 

@@ -10,11 +10,13 @@ import logging
 import math
 import os
 import sys
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
+from omegaconf.errors import InterpolationResolutionError
 
-from aecli.config import ConfigError, register_schemas
+from aecli.config import ConfigError, check_resume_folder, register_schemas
 
 register_schemas()
 log = logging.getLogger("aecli")
@@ -33,6 +35,13 @@ def _app(cfg: DictConfig) -> float:
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
+        if cfg.resume is not None:  # continue that run, in its folder (the run dir), with its saved config
+            if in_sweep:
+                raise ConfigError("resume= continues one run; resume the jobs of a sweep one by one, "
+                                  "e.g. aecli resume=<sweep dir>/0")
+            from aecli.pipeline import resumed_config
+
+            cfg = resumed_config(cfg.resume, list(HydraConfig.get().overrides.task))
         summary = run(cfg, output_dir)
     except ConfigError as err:
         # A bad value gets one sentence and exit status 2; HYDRA_FULL_ERROR=1 shows the traceback.
@@ -58,6 +67,44 @@ def _app(cfg: DictConfig) -> float:
     return summary["final_val_loss"]  # what a sweeper (e.g. Optuna) minimises
 
 
+def _checking_overrides(app: Any) -> Any:
+    """Hydra's app behind config.check_overrides: the few bad overrides Hydra itself answers with a
+    Python traceback (`dataset=null`, `model=3`, `=3`) get one sentence and exit status 2 instead."""
+
+    def checked() -> Any:
+        from aecli.config import check_overrides
+
+        try:
+            check_overrides(_override_args(sys.argv[1:]))
+        except ConfigError as err:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"aecli: error: {err}", file=sys.stderr)
+            sys.exit(2)
+        return app()
+
+    return checked
+
+
+def _override_args(argv: list[str]) -> list[str]:
+    """The overrides among the command-line arguments, as Hydra's own argument parser finds them;
+    none when the flags are bad (Hydra's parser reports that itself, once)."""
+    import contextlib
+    import io
+
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args, _ = get_args_parser().parse_known_args(argv)
+    except SystemExit:
+        return []
+    return list(args.overrides or [])
+
+
+_app = _checking_overrides(_app)
+
+
 def main() -> None:
     args = sys.argv[1:]
     if "--version" in args:
@@ -72,7 +119,23 @@ def main() -> None:
             print(f"aecli: error: {err}", file=sys.stderr)
             sys.exit(1)
         return
-    _app()
+    try:
+        for arg in args:  # before Hydra makes the run folder from it (and fails to report a bad one)
+            if arg.startswith("resume=") and arg != "resume=null":
+                check_resume_folder(arg.split("=", 1)[1])
+        _app()
+    except ConfigError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"aecli: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except InterpolationResolutionError as err:  # in hydra.run.dir, which Hydra resolves outside its
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":  # error report (that report then fails on it)
+            raise
+        message = str(err).splitlines()[0]
+        ours = f"{ConfigError.__name__} raised while resolving"  # e.g. from the resume= resolver
+        print(f"aecli: error: {message.split(': ', 1)[1] if ours in message else message}", file=sys.stderr)
+        sys.exit(2)
     from aecli.callbacks import last_sweep  # set by the sweep report after a multirun
 
     if last_sweep["unfinished"]:

@@ -10,12 +10,16 @@ This module imports nothing heavy: `aecli --help` and `--cfg job` load it.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu", "softplus")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -192,6 +196,9 @@ class TrainerConfig:
     dtype: str = "float32"  # one of DTYPES: data and model precision
     log_steps: bool = False  # also write steps.csv: the loss of every optimizer step
     compile: bool = False  # torch.compile the encoder and decoder calls (opt-in; see python -m aecli.bench)
+    # a checkpoint (or run folder) to continue from: model, optimizer, schedule, epoch, data order
+    # and RNG states are restored, so the resumed run ends bit-identical to an uninterrupted one
+    resume_from: Optional[str] = None
 
 
 # ----------------------------------------------------------------------- plots
@@ -201,6 +208,34 @@ class PlotsConfig:
     error_map_resolution: int = 500  # grid points per axis of error_map.png (2-D data)
     error_threshold: float = 0.1  # the thresholded map shows ||x_hat - x|| below this
     dpi: int = 110
+
+
+# ---------------------------------------------------------------------- logger
+# Experiment trackers (aecli/trackers.py); `logger=[csv,tensorboard,mlflow]` picks any number.
+# Relative paths resolve against the directory aecli was started in, not the run folder.
+@dataclass
+class CsvLoggerConfig:
+    """metrics.csv and summary.json are always written (resume and the sweep report read them);
+    this option names them as the default tracker and adds nothing."""
+
+    _target_: str = "aecli.trackers.Tracker"
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    _target_: str = "aecli.trackers.TensorBoardTracker"
+    # null: <run dir>/tensorboard, or <sweep dir>/tensorboard/<job> in a multirun;
+    # a folder: <folder>/<run folder name or job>, e.g. to gather single runs in one place
+    root_dir: Optional[str] = None
+
+
+@dataclass
+class MLflowLoggerConfig:
+    _target_: str = "aecli.trackers.MLflowTracker"
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"  # a local SQLite store, or a server's http(s):// URI
+    artifact_location: str = "outputs/mlartifacts"  # where a new experiment keeps its files
+    experiment_name: str = "aecli"
+    log_checkpoint: bool = True  # checkpoints/last.pt as an artifact
 
 
 @dataclass
@@ -216,13 +251,34 @@ class AecliConfig:
     analyses: dict[str, Any] = field(default_factory=dict)
     # values merged into this config for the source run of model.decoder_from=train
     source: dict[str, Any] = field(default_factory=dict)
+    # name -> {_target_: tracker, ...}: where metrics, figures and results go besides the run folder
+    logger: dict[str, Any] = field(default_factory=dict)
     seed: int = 1337
+    # a run folder to continue in place (`aecli resume=outputs/...`): its saved config is used,
+    # with any other overrides on the command line ignored except trainer.epochs
+    resume: Optional[str] = None
+
+
+def _resuming(resume: Optional[str], resuming: str, otherwise: str) -> str:
+    """${aecli_resuming:${resume},A,B}: A when resuming a run, else B. Resolved by Hydra before it makes
+    the run folder, so a resume= naming no run folder stops here instead of creating one."""
+    if resume is None:
+        return otherwise
+    check_resume_folder(str(resume))
+    return resuming
+
+
+def check_resume_folder(resume: str) -> None:
+    """resume= must name a run folder with a last checkpoint; one sentence if it does not."""
+    if not os.path.isfile(os.path.join(os.path.expanduser(resume), "checkpoints", "last.pt")):
+        raise ConfigError(f"resume={resume!r} is not a run folder with checkpoints/last.pt")
 
 
 def register_schemas() -> None:
     """Store the schemas under `schema/...` where the YAML options extend them, and register
     the `aecli_pid` resolver that makes run-folder names unique per process."""
     OmegaConf.register_new_resolver("aecli_pid", lambda: str(os.getpid()), replace=True)
+    OmegaConf.register_new_resolver("aecli_resuming", _resuming, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="aecli_schema", node=AecliConfig)
     for group, name, node in [
@@ -238,6 +294,9 @@ def register_schemas() -> None:
         ("optimizer", "sgd", SGDConfig),
         ("regularizer", "none", RegularizerConfig),
         ("trainer", "default", TrainerConfig),
+        ("logger", "csv", CsvLoggerConfig),
+        ("logger", "tensorboard", TensorBoardLoggerConfig),
+        ("logger", "mlflow", MLflowLoggerConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)
 
@@ -248,19 +307,134 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra import initialize_config_module
 
     register_schemas()
+    check_overrides(overrides)  # the few bad overrides Hydra would answer with a traceback
     with initialize_config_module(config_module="aecli.conf", version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 # ------------------------------------------------------------------ validation
+SEED_LIMIT = 2**32  # numpy, torch and scikit-learn all take seeds in [0, 2**32)
+DIGITS_IMAGES = 1797  # scikit-learn's 8x8 digits: what dataset=digits splits
+MAX_ERROR_MAP_RESOLUTION = 4000  # 16 million grid points; beyond that the error map exhausts memory
+MAX_DPI = 1000
+
+
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"{key}={value!r} is not allowed: {allowed}.")
 
 
+def _finite(*values: Any) -> bool:
+    """Every value a real number, neither nan nor inf."""
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def is_plain_file_name(name: Any) -> bool:
+    """A file name with no folder part: what a config value may name inside the run folder."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and "\0" not in name)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _at(tree: Any, key: str) -> Any:
+    """The value at a full key such as `model.hidden_sizes[0]` of a config or a plain container, or '?'."""
+    try:
+        node = OmegaConf.to_container(tree, resolve=False) if OmegaConf.is_config(tree) else tree
+        for part in re.findall(r"[^.\[\]]+", key):
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        return node
+    except Exception:
+        return "?"
+
+
+def _resolved(cfg: DictConfig) -> DictConfig:
+    """`cfg` with every value set (no ???) and every ${...} interpolation resolved, then merged back into
+    the typed config, so what an interpolation gives is checked against its key's type like a typed value
+    (OmegaConf itself does not check an interpolation that stands for a whole list or group)."""
+    try:
+        values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as err:
+        key = getattr(err, "full_key", None) or "a config value"
+        raise ConfigError(f"{key}=??? is not allowed: give it a value, e.g. {key}=<value>, or for a config "
+                          f"group one of its options") from None
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "a config value"
+        raise ConfigError(f"{key}={_at(cfg, key)!r} is not allowed: it does not resolve "
+                          f"({_first_line(err)})") from None
+    try:
+        return OmegaConf.merge(cfg, values)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "a config value"
+        raise ConfigError(f"{key}={_at(cfg, key)!r} is not allowed: it resolves to {_at(values, key)!r}, "
+                          f"not a value of {key}'s type ({_first_line(err)})") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _config_repository() -> Any:
+    """Hydra's view of aecli's config groups and options (what `dataset=...` may name)."""
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra._internal.utils import create_config_search_path
+
+    register_schemas()
+    return ConfigRepository(create_config_search_path("pkg://aecli.conf"))
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """ConfigError for the overrides Hydra's composition answers with a Python traceback instead of a
+    message: a config group set to a number, a bool or null (`dataset=null`, `model=3`), or a value
+    with no key (`=3`). Everything else is left to Hydra, which reports it in its own words."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception:  # bad grammar: Hydra's own message says where
+        return
+    suspects = []
+    interpolated: dict[str, str] = {}  # key -> the override that set it to a ${...} interpolation
+    for o in parsed:
+        parent = next((k for k in interpolated if o.key_or_group.startswith(k + ".")), None)
+        if parent is not None and not o.is_delete():  # OmegaConf fails with an AssertionError
+            raise ConfigError(f"{o.input_line} is not allowed after {interpolated[parent]}: that makes "
+                              f"{parent} an interpolation, which has no keys to set")
+        if isinstance(o.value(), str) and str(o.value()).startswith("${") and not o.is_delete():
+            interpolated[o.key_or_group] = o.input_line
+        if o.is_delete() and o.key_or_group.rpartition(".")[2].isdigit():  # Hydra fails with a TypeError
+            whole = o.key_or_group.rpartition(".")[0]
+            raise ConfigError(f"{o.input_line} is not allowed: one element of a list cannot be deleted; "
+                              f"set the whole list instead, e.g. {whole}=[...]")
+        if o.is_sweep_override() or o.is_force_add() or "." in o.key_or_group:  # config groups have no dots
+            continue
+        value = o.value()
+        if o.is_delete() and value is not None and not isinstance(value, str):
+            suspects.append(o)
+        elif not o.is_delete() and not isinstance(value, (str, list, dict)):
+            suspects.append(o)
+    if not suspects:
+        return
+    repo = _config_repository()
+    for o in suspects:
+        group = o.key_or_group
+        if not repo.group_exists(group):
+            continue  # a plain value, e.g. seed=3
+        if group == "":
+            raise ConfigError(f"{o.input_line!r} is not allowed: an override needs a key, as in trainer.epochs=10")
+        options = ", ".join(sorted(repo.get_group_options(group)))
+        raise ConfigError(f"{o.input_line} is not allowed: {group} is a config group, so give it the name of "
+                          f"one of its options ({options})")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check ranges and choices of a composed config; raise ConfigError on the first bad value."""
+    cfg = _resolved(cfg)
+    for name in AecliConfig.__dataclass_fields__:  # `~plots` deletes a whole part aecli reads
+        _check(name in cfg, name, "<deleted>", f"{name} is part of every aecli config; set it instead of deleting it")
     t, m, o, d = cfg.trainer, cfg.model, cfg.optimizer, cfg.dataset
+    seed_rule = f"use an integer in [0, {SEED_LIMIT - 1}]"
+    _check(0 <= cfg.seed < SEED_LIMIT, "seed", cfg.seed, seed_rule)
     _check(t.epochs >= 0, "trainer.epochs", t.epochs, "use an integer >= 0")
     _check(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "use an integer >= 1")
     _check(t.loss in LOSSES, "trainer.loss", t.loss, f"choose one of {', '.join(LOSSES)}")
@@ -269,12 +443,23 @@ def validate(cfg: DictConfig) -> None:
     _check(t.checkpoint_every >= 1, "trainer.checkpoint_every", t.checkpoint_every, "use an integer >= 1")
     _check(t.dtype in DTYPES, "trainer.dtype", t.dtype, f"choose one of {', '.join(DTYPES)}")
     _check(o.name in OPTIMIZERS, "optimizer.name", o.name, f"choose one of {', '.join(OPTIMIZERS)}")
-    _check(o.lr > 0, "optimizer.lr", o.lr, "use a learning rate > 0")
-    _check(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "use a value >= 0")
+    _check(("betas" in o) == (o.name == "adam") and ("momentum" in o) == (o.name == "sgd"), "optimizer.name",
+           o.name, "it must match the chosen optimizer option; switch optimizers with optimizer=adam or optimizer=sgd")
+    _check(_finite(o.lr) and o.lr > 0, "optimizer.lr", o.lr, "use a learning rate > 0")
+    _check(_finite(o.weight_decay) and o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay,
+           "use a finite value >= 0")
     if o.lr_decay is not None:
         _check(0 < o.lr_decay <= 1, "optimizer.lr_decay", o.lr_decay, "use a gamma in (0, 1] or null")
+    if "betas" in o:
+        betas = list(o.betas)
+        _check(len(betas) == 2 and all(0 <= b < 1 for b in betas), "optimizer.betas", betas,
+               "use two values in [0, 1), e.g. [0.9, 0.999]")
     if "momentum" in o:
-        _check(o.momentum >= 0, "optimizer.momentum", o.momentum, "use a value >= 0")
+        _check(_finite(o.momentum) and o.momentum >= 0, "optimizer.momentum", o.momentum, "use a finite value >= 0")
+        _check(not o.nesterov or o.momentum > 0, "optimizer.nesterov", True,
+               "Nesterov momentum needs optimizer.momentum > 0")
+    if m.input_dim is not None:
+        _check(m.input_dim >= 1, "model.input_dim", m.input_dim, "use an integer >= 1, or null to take it from the data")
     _check(m.latent_dim >= 1, "model.latent_dim", m.latent_dim, "use an integer >= 1")
     for key in ("hidden_sizes", "decoder_hidden_sizes"):
         sizes = m[key] or []
@@ -284,24 +469,104 @@ def validate(cfg: DictConfig) -> None:
     for key in ("dropout", "code_dropout"):
         _check(0 <= m[key] < 1, f"model.{key}", m[key], "use a probability in [0, 1)")
     _check(m.init in INITS, "model.init", m.init, f"choose one of {', '.join(INITS)}")
+    _check(m.decoder_from is None or m.decoder_from.strip() != "", "model.decoder_from", m.decoder_from,
+           "give a run folder, a checkpoint file, `train` or null")
     _check(not m.freeze_decoder or m.decoder_from is not None, "model.freeze_decoder", True,
            "it needs model.decoder_from (a run folder, a checkpoint, or `train`)")
     r = cfg.regularizer
     for key in ("weight_l2", "activation_l1", "activation_l2"):
-        _check(r[key] >= 0, f"regularizer.{key}", r[key], "use a weight >= 0")
+        _check(_finite(r[key]) and r[key] >= 0, f"regularizer.{key}", r[key], "use a finite weight >= 0")
     _check(0 <= r.mask_rate < 1, "regularizer.mask_rate", r.mask_rate, "use a probability in [0, 1)")
     p = cfg.plots
-    _check(p.error_map_resolution >= 2, "plots.error_map_resolution", p.error_map_resolution, "use an integer >= 2")
-    _check(p.error_threshold > 0, "plots.error_threshold", p.error_threshold, "use a value > 0")
-    _check(p.dpi >= 10, "plots.dpi", p.dpi, "use an integer >= 10")
+    _check(2 <= p.error_map_resolution <= MAX_ERROR_MAP_RESOLUTION, "plots.error_map_resolution",
+           p.error_map_resolution, f"use an integer from 2 to {MAX_ERROR_MAP_RESOLUTION}")
+    _check(_finite(p.error_threshold) and p.error_threshold > 0, "plots.error_threshold", p.error_threshold,
+           "use a finite value > 0")
+    _check(10 <= p.dpi <= MAX_DPI, "plots.dpi", p.dpi, f"use an integer from 10 to {MAX_DPI}")
+    _validate_dataset(d)
+    for name, spec in cfg.analyses.items():
+        _check(isinstance(spec, DictConfig) and isinstance(spec.get("_target_"), str), f"analyses.{name}",
+               OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else spec,
+               "give a mapping with a _target_ (an analysis function) and its settings")
+        if "file" in spec:
+            _check(is_plain_file_name(spec.file), f"analyses.{name}.file", spec.file,
+                   "use a plain file name such as figure.png: a run writes only inside its own folder")
+        _check_analysis_settings(f"analyses.{name}", spec)
+    if m.decoder_from == "train":  # the source run trained first must be valid too (as pipeline.prepare_source makes it)
+        try:
+            source = OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False}}, cfg.source)
+        except OmegaConfBaseException as err:
+            key = getattr(err, "full_key", None) or ""
+            raise ConfigError(f"source.{key}={_at(cfg.source, key)!r} is not allowed: {_first_line(err)}; "
+                              f"source takes keys of the run's own config, e.g. source.optimizer.lr=1e-3") from None
+        source.analyses, source.source = {}, {}
+        try:
+            validate(source)
+        except ConfigError as err:
+            raise ConfigError(f"source.{err}") from None
+
+
+def _check_analysis_settings(key: str, spec: DictConfig) -> None:
+    """The analysis function exists and takes these settings, checked before training rather than after it."""
+    import inspect
+
+    from hydra._internal.utils import _locate  # hydra.utils.get_method, without its log line
+
+    try:
+        signature = inspect.signature(_locate(spec._target_))
+    except Exception as err:  # not importable, not callable, no signature
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ConfigError(f"{key}._target_={spec._target_!r} is not allowed: it must name an analysis function "
+                          f"such as aecli.analyses.activations.activation_histograms ({reason})") from None
+    settings = {k: v for k, v in spec.items() if not (k.startswith("_") and k.endswith("_"))}
+    try:
+        signature.bind(None, **settings)  # None stands for the RunContext every analysis gets first
+    except TypeError as err:
+        takes = ", ".join(p for p in list(signature.parameters)[1:])
+        raise ConfigError(f"{key} has settings {sorted(settings)}, which is not allowed: {spec._target_} takes "
+                          f"{takes or 'no settings'} ({_first_line(err)})") from None
+
+
+def _validate_dataset(d: DictConfig) -> None:
+    """The dataset group's values, each option's own keys included."""
+    seed_rule = f"use an integer in [0, {SEED_LIMIT - 1}]"
+    if "seed" in d:
+        _check(0 <= d.seed < SEED_LIMIT, "dataset.seed", d.seed, seed_rule)
     if "n" in d:
         _check(d.n >= 2, "dataset.n", d.n, "use at least 2 points")
     if "noise" in d:
-        _check(d.noise >= 0, "dataset.noise", d.noise, "use a standard deviation >= 0")
+        _check(_finite(d.noise) and d.noise >= 0, "dataset.noise", d.noise, "use a finite standard deviation >= 0")
     if "train_fraction" in d:
         _check(0 < d.train_fraction <= 1, "dataset.train_fraction", d.train_fraction,
                "use a fraction in (0, 1], where 1 validates on the training points")
+        n_points = d.n if "n" in d else DIGITS_IMAGES if d.get("_target_") == "aecli.data.digits" else None
+        if n_points is not None and d.train_fraction < 1:
+            n_train = int(round(d.train_fraction * n_points))
+            _check(1 <= n_train < n_points, "dataset.train_fraction", d.train_fraction,
+                   f"of {n_points} points it leaves no training or no validation point; use a fraction that "
+                   f"keeps at least one of each, or 1")
     if d.grid_extent is not None:
         e = list(d.grid_extent)
-        _check(len(e) == 4 and e[0] < e[1] and e[2] < e[3], "dataset.grid_extent", e,
-               "use [xmin, xmax, ymin, ymax] with xmin < xmax and ymin < ymax")
+        _check(len(e) == 4 and _finite(*e) and e[0] < e[1] and e[2] < e[3], "dataset.grid_extent", e,
+               "use [xmin, xmax, ymin, ymax], finite, with xmin < xmax and ymin < ymax")
+    if "theta_max" in d:  # spiral: r = a exp(b theta), theta on [0, theta_max]
+        _check(_finite(d.a) and d.a > 0, "dataset.a", d.a, "use a finite radius scale > 0")
+        _check(_finite(d.b), "dataset.b", d.b, "use a finite growth rate")
+        _check(_finite(d.theta_max) and d.theta_max > 0, "dataset.theta_max", d.theta_max, "use a finite angle > 0")
+        _check(math.log(d.a) + d.b * d.theta_max < 700, "dataset.b", d.b,
+               f"a * exp(b * theta_max) overflows with theta_max={d.theta_max}; keep b * theta_max below about 700")
+    if "param_max" in d:  # beta curves: log Beta(x; alpha, beta) on `points` x in [grid_min, grid_max]
+        _check(d.points >= 2, "dataset.points", d.points, "use at least 2 grid points per curve")
+        for key in ("grid_min", "grid_max"):
+            _check(0 < d[key] < 1, f"dataset.{key}", d[key],
+                   "use a value strictly between 0 and 1, where every Beta log-density is finite")
+        _check(d.grid_min < d.grid_max, "dataset.grid_max", d.grid_max,
+               f"use a value above dataset.grid_min={d.grid_min}")
+        _check(_finite(d.param_max) and d.param_max > 0, "dataset.param_max", d.param_max,
+               "use a finite value > 0 (alpha and beta are drawn from U(0, param_max))")
+    for key in ("width", "height"):  # rectangle
+        if key in d:
+            _check(_finite(d[key]) and d[key] > 0, f"dataset.{key}", d[key], "use a finite size > 0")
+    for key in ("train_limit", "test_limit"):  # mnist
+        if key in d and d[key] is not None:
+            _check(d[key] >= 1, f"dataset.{key}", d[key], "use a positive number of images, or null for all")

@@ -8,6 +8,7 @@ folder of its choosing.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import platform
 import time
@@ -25,8 +26,9 @@ from aecli.analyses import RunContext
 from aecli.config import ConfigError, validate
 from aecli.data import Dataset
 from aecli.optim import build_optimizer
-from aecli.run_files import RunFiles, load_model, write_summary
-from aecli.train import EpochRecord, fit, resolve_device, stop_on_signal
+from aecli.trackers import Trackers
+from aecli.run_files import SUMMARY_FILE, CheckpointError, RunFiles, find_checkpoint, load_checkpoint, load_model, write_summary
+from aecli.train import EpochRecord, TrainState, fit, resolve_device, stop_on_signal
 
 log = logging.getLogger("aecli")
 
@@ -35,15 +37,29 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train one autoencoder as `cfg` says and write every artifact into `run_dir`; return the summary."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    summary: dict[str, Any] = {"status": "failed", "dataset": cfg.dataset.name, "model": cfg.model.name}
+    summary: dict[str, Any] = {"status": "failed", **{group: OmegaConf.select(  # a bad config may lack them
+        cfg, f"{group}.name", default=None, throw_on_missing=False, throw_on_resolution_failure=False)
+        for group in ("dataset", "model")}}
     try:
         validate(cfg)
+        # experiment trackers (aecli/trackers.py): a missing package stops the run here, before any data
+        trackers = Trackers({name: build(spec) for name, spec in (cfg.get("logger") or {}).items()})
     except ConfigError as err:  # say why in the folder too (a sweep report shows it), then stop
         run_dir.mkdir(parents=True, exist_ok=True)
         write_summary(run_dir, {**summary, "error": f"ConfigError: {err}"})
         raise
-    files = RunFiles(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
+    resume, resume_path = None, None
+    if cfg.trainer.resume_from:
+        try:
+            resume_path = find_checkpoint(cfg.trainer.resume_from)
+            resume = load_checkpoint(resume_path)
+        except CheckpointError as err:
+            raise CheckpointError(f"trainer.resume_from={cfg.trainer.resume_from!r}: {err}") from None
+    history = [EpochRecord(**row) for row in resume["metrics"]] if resume else []  # filled as fit goes on
+    files = RunFiles(run_dir, OmegaConf.to_yaml(cfg, resolve=True), history,
+                     steps_from=resume_path.parent.parent if resume_path else None)
     try:
+        trackers.start(cfg, run_dir)
         # --- set-up: threads, device, seeds
         t = cfg.trainer
         if t.num_threads > 0:
@@ -70,6 +86,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if t.compile:  # the calls the loop makes; state_dict keys and checkpoints stay those of the plain model
             model.encode, model.decode = torch.compile(model.encode), torch.compile(model.decode)
         optimizer, scheduler = build_optimizer(cfg.optimizer, [p for p in model.parameters() if p.requires_grad])
+        state = restore(resume, cfg.trainer.resume_from, model, optimizer, scheduler) if resume else None
         regularizer = build(cfg.regularizer)
         regularizer.attach(model)
         title = f"{data.name} / {cfg.model.name}"
@@ -77,14 +94,22 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         log.info("%s: %d parameters, %d train / %d val points, %d epochs on %s -> %s",
                  title, n_params, len(train_x), len(val_x), t.epochs, device, run_dir)
 
-        # --- train: one metrics row per epoch, a checkpoint every `checkpoint_every`
-        bar = tqdm(total=t.epochs, desc=title, unit="epoch", disable=(not t.progress) or None, leave=False)
+        # --- train: one metrics row per epoch, a checkpoint every `checkpoint_every`, best.pt alongside
+        bar = tqdm(total=t.epochs, initial=history[-1].epoch if history else 0, desc=title, unit="epoch",
+                   disable=(not t.progress) or None, leave=False)
         log_every = max(1, t.epochs // 10)  # about ten log lines per run, whatever its length
+        best: Optional[dict[str, Any]] = resume.get("best") if resume else None
 
-        def on_epoch(record: EpochRecord) -> None:
+        def on_epoch(record: EpochRecord, state: TrainState) -> None:
+            nonlocal best
+            history.append(record)
             files.append_metrics(record)
-            if record.epoch % t.checkpoint_every == 0:  # the last epoch's is written once fit returns
-                files.save_checkpoint(model, optimizer, scheduler, history)
+            trackers.log_epoch(record)
+            if best is None or record.val_loss < best["val_loss"]:  # kept in memory, saved with last.pt
+                best = {"epoch": record.epoch, "val_loss": record.val_loss,
+                        "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            if record.epoch % t.checkpoint_every == 0 and record.epoch < t.epochs:  # the last: once fit returns
+                files.save_checkpoint(model, optimizer, scheduler, history, state, best)
             if record.epoch > 0:
                 bar.update(1)
                 bar.set_postfix(train=f"{record.train_loss:.4g}", val=f"{record.val_loss:.4g}", refresh=False)
@@ -92,18 +117,18 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 log.info("epoch %d/%d  train %.5g  val %.5g", record.epoch, t.epochs, record.train_loss,
                          record.val_loss)
 
-        history: list[EpochRecord] = []  # filled by fit as it goes; on_epoch checkpoints it
         with stop_on_signal() as stop_requested:
             result = fit(model, train_x, val_x, optimizer, scheduler, regularizer, t, data_order,
-                         on_epoch=lambda r: (history.append(r), on_epoch(r)), stop_requested=stop_requested,
-                         on_step_losses=files.append_step_losses if t.log_steps else None)
+                         on_epoch=on_epoch, stop_requested=stop_requested,
+                         on_step_losses=files.append_step_losses if t.log_steps else None,
+                         resume=state, history=list(history))
         bar.close()
         regularizer.detach()
         if t.compile:  # analyses and figures get the plain model (deepcopy-able, any input shape)
             del model.encode, model.decode
-        if result.weights_match_last_epoch:
-            files.save_checkpoint(model, optimizer, scheduler, history)  # the epoch training ended on
-        # otherwise last.pt keeps the last checkpointed epoch: never mid-epoch or NaN weights
+        if result.weights_match_state:  # where training ended or was stopped, even mid-epoch: resumable
+            files.save_checkpoint(model, optimizer, scheduler, history, result.state, best)
+        # otherwise last.pt keeps the last checkpoint: never weights from inside a step, never NaN ones
 
         # --- evaluate and plot (the current weights; none for a diverged run)
         last = history[-1]
@@ -117,6 +142,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 log.info("analysis %s", name)
                 metrics.update(build(spec, _partial_=True)(ctx))
 
+        trackers.log_figures(sorted(run_dir.glob("*.png")))
+
         # --- save: summary.json last, so "completed" means every file above is there
         summary.update(
             status=result.status,
@@ -125,6 +152,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             final_train_loss=last.train_loss,
             final_val_loss=last.val_loss,
             best_val_loss=min(r.val_loss for r in history),
+            best_epoch=min(history, key=lambda r: r.val_loss).epoch,
             loss=t.loss,
             train_seconds=round(result.seconds, 4),
             wall_seconds=round(time.perf_counter() - started, 4),
@@ -138,7 +166,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             python=platform.python_version(),
         )
         if result.status == "diverged":
-            summary["diverged_at_epoch"] = last.epoch + 1
+            summary.update(diverged_at_epoch=last.epoch + 1, diverged_at_step=result.diverged_at_step)
+        if resume:
+            summary["resumed_from"] = {"checkpoint": str(cfg.trainer.resume_from), "epoch": resume["epoch"],
+                                       "step": state.steps if state else None}
         log.info("%s: %s after %d epochs, val loss %.5g, %.0f steps/s", title, result.status, last.epoch,
                  last.val_loss, summary["steps_per_second"])
         return summary
@@ -147,8 +178,67 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         summary["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
         raise
     finally:
+        trackers.finish(summary)  # a failed or interrupted run's too; tracker errors go into summary
         files.write_summary(summary)
         files.close()
+
+
+def restore(ckpt: dict[str, Any], path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: Optional[torch.optim.lr_scheduler.LRScheduler]) -> TrainState:
+    """Load a checkpoint's model, optimizer and schedule into freshly built ones; return where
+    training stood. A checkpoint of another model, or one without training state, is a ConfigError."""
+    if ckpt.get("train_state") is None:
+        raise CheckpointError(f"trainer.resume_from={path!r} holds no training state (a best.pt, or a checkpoint "
+                              f"from an older aecli); resume from a run folder or its checkpoints/last.pt")
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt["scheduler"] is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        detail = str(err).strip().splitlines()
+        raise ConfigError(f"trainer.resume_from={path!r} was saved by a different model or optimizer than this "
+                          f"config builds ({detail[1 if len(detail) > 1 else 0].strip()[:160]})") from None
+    return TrainState.from_dict(ckpt["train_state"])
+
+
+def resumed_config(resume: str, overrides: list[str]) -> DictConfig:
+    """The config of `aecli resume=<run dir>`: the run's own saved config, continuing from its last.pt.
+    Only settings that leave the results unchanged, and trainer.epochs (to train further), may be overridden."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = find_checkpoint(resume)
+    ckpt = load_checkpoint(path)
+    cfg = OmegaConf.create(ckpt["config_yaml"])
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if key == "resume" or key.startswith("hydra"):
+            continue
+        if key not in RESUMABLE_OVERRIDES:
+            raise ConfigError(f"{key} cannot change when resuming (resume= continues the run with its saved "
+                              f"config); allowed: {', '.join(RESUMABLE_OVERRIDES)}, or start a new run with "
+                              f"trainer.resume_from={path}")
+        OmegaConf.update(cfg, key, override.value(), force_add=True)
+    status = read_status(path.parent.parent)
+    done = ckpt["train_state"] is not None and ckpt["train_state"]["batch"] == 0
+    if status == "completed" and done and ckpt["epoch"] >= cfg.trainer.epochs:
+        raise ConfigError(f"the run in {resume} already completed its {ckpt['epoch']} epochs; add "
+                          f"trainer.epochs=N with N > {ckpt['epoch']} to train it further")
+    if status == "diverged":
+        raise ConfigError(f"the run in {resume} diverged and would diverge again from its last checkpoint; start "
+                          f"a new run with e.g. a lower optimizer.lr and trainer.resume_from={path}")
+    OmegaConf.update(cfg, "trainer.resume_from", str(path), force_add=True)
+    OmegaConf.update(cfg, "resume", str(resume), force_add=True)
+    return cfg
+
+
+def read_status(run_dir: Path) -> Optional[str]:
+    """The status in a run folder's summary.json, or None when it has none (yet)."""
+    summary = Path(run_dir) / SUMMARY_FILE
+    return json.loads(summary.read_text()).get("status") if summary.is_file() else None
+
+
+RESUMABLE_OVERRIDES = ("trainer.epochs", "trainer.device", "trainer.num_threads", "trainer.progress")
 
 
 def build(spec: DictConfig, **kwargs: Any) -> Any:
@@ -191,15 +281,21 @@ def prepare_source(cfg: DictConfig, run_dir: Path, device: torch.device) -> Opti
     if source == "train":
         source_cfg = OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False}}, cfg.source)
         source_cfg.analyses, source_cfg.source = {}, {}  # assigned, not merged: merging {} keeps old keys
-        log.info("model.decoder_from=train: training the source run first, in %s", run_dir / "source")
-        source_summary = run(source_cfg, run_dir / "source")
-        if source_summary["status"] != "completed":
-            raise RuntimeError(f"the source run in {run_dir / 'source'} ended {source_summary['status']}")
-        source = str(run_dir / "source")
+        source_dir = run_dir / "source"
+        if read_status(source_dir) == "completed":  # a resumed run: its source run is already there
+            log.info("model.decoder_from=train: using the source run already in %s", source_dir)
+        else:
+            log.info("model.decoder_from=train: training the source run first, in %s", source_dir)
+            source_summary = run(source_cfg, source_dir)
+            if source_summary["status"] != "completed":
+                raise ConfigError(f"model.decoder_from=train trained a source run that ended "
+                                  f"{source_summary['status']} (see {source_dir}); change the source settings")
+        source = str(source_dir)
     try:
         model, _ = load_model(source, device)
-    except (ValueError, KeyError, RuntimeError) as err:
-        raise ConfigError(f"model.decoder_from={cfg.model.decoder_from!r} is not usable: {err}") from None
+    except Exception as err:  # missing, unreadable, or an aecli checkpoint whose model cannot be rebuilt
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"model.decoder_from={cfg.model.decoder_from!r} is not usable: {reason}") from None
     return model
 
 

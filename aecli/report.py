@@ -314,10 +314,22 @@ def write_index_html(jobs: list[dict[str, Any]], keys: list[str], sweep_dir: Pat
     (sweep_dir / "index.html").write_text("\n".join(parts))
 
 
+def check_figure_names(figures: Sequence[str], key: str = "figures") -> None:
+    """The figures to compare are file names in the job folders, written back as comparison_<name> in the
+    sweep folder: plain names only, so neither the reads nor the writes can leave those folders."""
+    from aecli.config import ConfigError, is_plain_file_name
+
+    for figure in figures:
+        if not is_plain_file_name(figure):
+            raise ConfigError(f"{key} has {figure!r}, which is not allowed: name a figure of the job folders "
+                              f"by its plain file name, e.g. loss_curve.png")
+
+
 def build_report(sweep_dir: str | Path, figures: Sequence[str] = DEFAULT_FIGURES, sort_by: str = "final_val_loss",
                  descending: bool = False) -> dict[str, Any]:
     """Write every report file into `sweep_dir`; returns counts by status, the best job and the files written."""
     sweep_dir = Path(sweep_dir)
+    check_figure_names(figures)
     jobs = read_jobs(sweep_dir)
     keys = swept_keys(jobs)
     best = write_tables(jobs, keys, sweep_dir, sort_by, descending)
@@ -339,11 +351,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--descending", action="store_true", help="highest value first")
     parser.add_argument("--figures", nargs="*", default=list(DEFAULT_FIGURES), help="per-job PNGs to tile")
     args = parser.parse_args(argv)
+    from aecli.config import ConfigError
+
     if not args.sweep_dir.is_dir() or not any(p.name.isdigit() for p in args.sweep_dir.iterdir()):
         print(f"aecli-report: error: {args.sweep_dir} is not a sweep folder (no job folders 0, 1, ... in it)",
               file=sys.stderr)
         return 2
-    result = build_report(args.sweep_dir, args.figures, args.sort_by, args.descending)
+    try:
+        result = build_report(args.sweep_dir, args.figures, args.sort_by, args.descending)
+    except ConfigError as err:
+        print(f"aecli-report: error: {err}", file=sys.stderr)
+        return 2
     print(f"{result['jobs']} jobs ({', '.join(f'{n} {s}' for s, n in result['statuses'].items())}); "
           f"best: {result['best']}; wrote {', '.join(result['files'])} in {args.sweep_dir}")
     return 0

@@ -13,8 +13,8 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -36,18 +36,60 @@ class EpochRecord:
 
 
 @dataclass
+class TrainState:
+    """Where training stands between two optimizer steps: everything besides the model, optimizer
+    and schedule that continuing needs to give the very weights an uninterrupted run would.
+
+    Stored in every checkpoint (`to_dict`: tensors, numbers and lists only, so weights_only loads it)."""
+
+    epoch: int  # epochs completed
+    batch: int  # steps already taken in epoch `epoch + 1` (0 at an epoch boundary)
+    steps: int  # optimizer steps taken in all
+    n_batches: int  # steps per epoch; a mid-epoch state only fits a run with the same number
+    order_state: torch.Tensor  # the data-order generator just before epoch `epoch + 1` drew its permutation
+    rng_state: torch.Tensor  # torch's global CPU generator (dropout, masking noise)
+    cuda_rng_states: list[torch.Tensor]
+    running: Optional[torch.Tensor] = None  # mid-epoch: the epoch's per-sample loss sum so far
+    step_losses: Optional[torch.Tensor] = None  # mid-epoch: the epoch's step losses so far
+
+    @classmethod
+    def capture(cls, epoch: int, batch: int, steps: int, n_batches: int, order_state: torch.Tensor,
+                running: Optional[torch.Tensor] = None, step_losses: Optional[torch.Tensor] = None) -> "TrainState":
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return cls(epoch, batch, steps, n_batches, order_state.clone(), torch.get_rng_state(), cuda,
+                   None if running is None else running.clone(),
+                   None if step_losses is None else step_losses[:batch].clone())
+
+    def restore_rng(self, generator: torch.Generator) -> None:
+        """Put the data-order and global generators back where they were when this was captured."""
+        generator.set_state(self.order_state.cpu())
+        torch.set_rng_state(self.rng_state.cpu())
+        if self.cuda_rng_states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in self.cuda_rng_states])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainState":
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+@dataclass
 class FitResult:
     history: list[EpochRecord]
     steps: int
     seconds: float
     status: str  # "completed", "diverged" or "interrupted"
-    weights_match_last_epoch: bool  # False after a mid-epoch abort or a divergence
+    state: TrainState  # where training stopped; its checkpoint lets a later run continue from there
+    weights_match_state: bool  # False after an abort inside a step or a divergence: do not save these weights
+    diverged_at_step: Optional[int] = None  # the first step whose loss was not finite
 
 
 @contextlib.contextmanager
 def stop_on_signal() -> Iterator[Callable[[], bool]]:
     """Turn the first SIGINT (Ctrl-C) or SIGTERM (SLURM preemption) into a request to stop after
-    the current epoch, so the run ends with a consistent checkpoint; a second Ctrl-C aborts at once.
+    the current step, so the run ends with a checkpoint it can resume from; a second Ctrl-C aborts at once.
     Yields a function that says whether a stop was requested."""
     requested = threading.Event()
     if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
@@ -123,46 +165,71 @@ def fit(
     regularizer: Regularizer,
     cfg: TrainerConfig,
     generator: torch.Generator,
-    on_epoch: Callable[[EpochRecord], None] = lambda record: None,
+    on_epoch: Callable[[EpochRecord, TrainState], None] = lambda record, state: None,
     stop_requested: Callable[[], bool] = lambda: False,
     on_step_losses: Optional[Callable[[int, torch.Tensor], None]] = None,
+    resume: Optional[TrainState] = None,
+    history: Optional[list[EpochRecord]] = None,
 ) -> FitResult:
-    """Train for cfg.epochs; call `on_epoch` after each (and once for the untrained model).
+    """Train until cfg.epochs; call `on_epoch` after each (and once for the untrained model) with its
+    metrics row and the state a checkpoint needs.
+
+    `resume` (with the `history` so far) continues from a saved state, also from the middle of an
+    epoch, and ends on the same weights and losses as a run that never stopped: the caller restores
+    model, optimizer and schedule; `fit` restores the generators and the epoch's position.
 
     With `on_step_losses`, every step's per-sample loss is kept on the device and handed
     over once per epoch as (epoch, tensor of n_batches losses), before `on_epoch`.
 
-    Stops early, with status "interrupted", at the end of an epoch after which `stop_requested()`
-    is true, or mid-epoch on KeyboardInterrupt; with status "diverged" on a non-finite loss."""
+    Stops early with status "interrupted" after the step during which `stop_requested()` became
+    true (or at once on KeyboardInterrupt), and with status "diverged" at the end of an epoch with
+    a non-finite loss (checked once per epoch, so the steps never wait for the host)."""
     n = len(train)
     batch_size = min(cfg.batch_size, n)
     n_batches = n // batch_size if cfg.drop_last else math.ceil(n / batch_size)
     mean_loss = cfg.loss == "mse"  # a batch's mse is a mean: times its size gives its per-sample sum
     lr = lambda: float(optimizer.param_groups[0]["lr"])  # noqa: E731
-    start = time.perf_counter()
-    history: list[EpochRecord] = []
+    history = list(history or [])
+    start = time.perf_counter() - (history[-1].seconds if history else 0.0)  # a resumed clock goes on
 
-    def record(epoch: int, train_loss: float, epoch_lr: float) -> None:
+    def record(epoch: int, train_loss: float, epoch_lr: float, state: TrainState) -> None:
         history.append(EpochRecord(epoch, train_loss, evaluate(model, val, cfg.loss), epoch_lr,
                                    time.perf_counter() - start))
-        on_epoch(history[-1])
+        on_epoch(history[-1], state)
 
-    record(0, evaluate(model, train, cfg.loss), lr())
-    steps, status, clean_stop = 0, "completed", True
+    if resume is None:
+        state = TrainState.capture(0, 0, 0, n_batches, generator.get_state())
+        record(0, evaluate(model, train, cfg.loss), lr(), state)
+    else:
+        if resume.batch and resume.n_batches != n_batches:
+            raise ConfigError(f"the checkpoint stopped inside an epoch of {resume.n_batches} steps, but this "
+                              f"config makes epochs of {n_batches}; resume with the run's own batch settings")
+        resume.restore_rng(generator)
+        state = resume
+    steps, status, clean = state.steps, "completed", True
+    diverged_at_step: Optional[int] = None
     try:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(state.epoch + 1, cfg.epochs + 1):
             model.train()
+            order_state = generator.get_state()
             # One gather per epoch, then every batch is a view: no per-step indexing kernel.
             shuffled = train[torch.randperm(n, generator=generator).to(train.device)] if cfg.shuffle else train
             running = torch.zeros((), device=train.device, dtype=train.dtype)
-            step_losses = torch.empty(n_batches, device=train.device) if on_step_losses else None
-            for b in range(n_batches):
+            step_losses = torch.empty(n_batches, device=train.device, dtype=train.dtype)
+            first = 0
+            if state.batch and epoch == state.epoch + 1:  # resuming inside this epoch
+                first = state.batch
+                running.copy_(state.running)
+                step_losses[:first].copy_(state.step_losses)
+            for b in range(first, n_batches):
+                if stop_requested():
+                    state = TrainState.capture(epoch - 1, b, steps, n_batches, order_state, running, step_losses)
+                    return FitResult(history, steps, time.perf_counter() - start, "interrupted", state, True)
                 x = shuffled[b * batch_size : (b + 1) * batch_size]
                 code = model.encode(regularizer.corrupt(x))
                 loss = reconstruction_loss(model.decode(code), x, cfg.loss)
                 running.add_(loss.detach(), alpha=len(x) if mean_loss else 1)  # per-sample sum, on the device
-                if step_losses is not None:
-                    step_losses[b] = loss.detach() if mean_loss else loss.detach() / len(x)
+                step_losses[b] = loss.detach() if mean_loss else loss.detach() / len(x)
                 penalty = regularizer.penalty(model, x, code)
                 if penalty is not None:
                     loss = loss + penalty
@@ -171,18 +238,19 @@ def fit(
                 optimizer.step()
                 steps += 1
             train_loss = float(running) / (n_batches * batch_size if cfg.drop_last else n)  # the epoch's one sync
-            if not math.isfinite(train_loss):
-                status, clean_stop = "diverged", False  # history keeps the last finite epoch
+            if not math.isfinite(train_loss):  # history and the last checkpoint keep the last finite epoch
+                bad = (~torch.isfinite(step_losses)).nonzero()
+                first_bad = int(bad[0]) if len(bad) else n_batches - 1
+                diverged_at_step = steps - n_batches + first_bad + 1
+                status, clean = "diverged", False
                 break
             if on_step_losses is not None:
                 on_step_losses(epoch, step_losses)
             epoch_lr = lr()
             if scheduler is not None:
                 scheduler.step()
-            record(epoch, train_loss, epoch_lr)
-            if stop_requested() and epoch < cfg.epochs:
-                status = "interrupted"
-                break
-    except KeyboardInterrupt:  # a second Ctrl-C: stop now, mid-epoch
-        status, clean_stop = "interrupted", False
-    return FitResult(history, steps, time.perf_counter() - start, status, clean_stop)
+            state = TrainState.capture(epoch, 0, steps, n_batches, generator.get_state())
+            record(epoch, train_loss, epoch_lr, state)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now, perhaps inside a step
+        status, clean = "interrupted", False
+    return FitResult(history, steps, time.perf_counter() - start, status, state, clean, diverged_at_step)

@@ -187,7 +187,7 @@ def test_non_editable_install_finds_its_packaged_configs(tmp_path):
 
 
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
-def test_ctrl_c_or_sigterm_stop_after_the_epoch_with_everything_written(tmp_path, signum):
+def test_ctrl_c_or_sigterm_stop_after_the_step_with_everything_written(tmp_path, signum):
     import signal
 
     proc = subprocess.Popen([sys.executable, "-m", "aecli", "trainer.epochs=100000", "plots.enabled=false",
@@ -203,5 +203,8 @@ def test_ctrl_c_or_sigterm_stop_after_the_epoch_with_everything_written(tmp_path
     summary = read_summary(tmp_path / "run")
     rows = list(csv.DictReader(open(metrics)))
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
-    assert summary["status"] == "interrupted" and summary["epochs"] >= 3
+    assert summary["status"] == "interrupted" and summary["epochs"] >= 2
     assert int(rows[-1]["epoch"]) == summary["epochs"] == ckpt["epoch"]  # nothing lost, nothing half-written
+    state = ckpt["train_state"]  # where, inside the next epoch, a resume picks up
+    assert state["epoch"] == summary["epochs"] and state["steps"] == summary["steps"] == (
+        state["epoch"] * state["n_batches"] + state["batch"])

@@ -139,3 +139,24 @@ def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(run_in_pr
     assert ckpt["epoch"] == 0 and all(torch.isfinite(w).all() for w in ckpt["model"].values())
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert len(rows) == 1 and np.isfinite(float(rows[0]["train_loss"]))
+
+
+def test_the_loop_reads_from_the_device_a_few_times_per_epoch_never_per_step(monkeypatch):
+    """On a GPU every host read of a tensor waits for the device; the loop may do it per epoch
+    (the epoch's loss, the validation loss), never per step. Counted here on the CPU."""
+    reads = {"n": 0}
+    for name in ("__float__", "__int__", "__bool__", "item", "tolist", "cpu", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, **kwargs):
+            reads["n"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    x = torch.randn(1600, 2)
+    model = MLPAutoencoder(2, [8], 1, activation="tanh")
+    opt, _ = build_optimizer(OmegaConf.create({"name": "adam", "lr": 1e-2, "betas": [0.9, 0.999], "fused": True,
+                                               "weight_decay": 0.0, "lr_decay": None}), model.parameters())
+    result = fit(model, x, x[:100], opt, None, NoRegularizer(), TrainerConfig(epochs=3, batch_size=16),
+                 torch.Generator().manual_seed(0))
+    assert result.steps == 300 and reads["n"] <= 4 * (3 + 1), reads  # 100 steps an epoch, a handful of reads

@@ -24,6 +24,7 @@ from torch import nn  # noqa: E402
 from aecli.analyses import RunContext, evaluating  # noqa: E402
 from aecli.plots import save_figure  # noqa: E402
 from aecli.config import ConfigError  # noqa: E402
+from aecli.run_files import confined  # noqa: E402
 
 
 def hidden_activations(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
@@ -82,5 +83,5 @@ def activation_histograms(ctx: RunContext, threshold: float = 1e-3, bins: int = 
     fig.suptitle(f"{ctx.title}: hidden activations over the training data, {penalty or 'no regularization'}\n"
                  f"all layers: {metrics['sparsity']:.1%} of activations |h| < {threshold:g}, "
                  f"mean |h| = {metrics['mean_abs_activation']:.3g}")
-    save_figure(fig, ctx.run_dir / file, ctx.dpi)
+    save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
     return metrics

@@ -29,7 +29,7 @@ from torch import nn  # noqa: E402
 from aecli.analyses import RunContext, decode, encode
 from aecli.plots import save_figure
 from aecli.report import read_columns
-from aecli.run_files import STEPS_FILE  # noqa: E402
+from aecli.run_files import STEPS_FILE, confined  # noqa: E402
 from aecli.config import ConfigError  # noqa: E402
 
 CMAP = "viridis"
@@ -119,7 +119,7 @@ def latent_over_inputs(ctx: RunContext, extent: Sequence[float] = (-2, 2, -1, 1)
     ax.set(xlim=extent[:2], ylim=extent[2:], xlabel="x1", ylabel="x2",
            title=f"Latent value of the training data in the input space\nmodel: {_model_label(ctx)}")
     ax.grid(alpha=0.3)
-    save_figure(fig, ctx.run_dir / file, ctx.dpi)
+    save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
     return {"code_min": float(z.min()), "code_max": float(z.max())}
 
 
@@ -152,7 +152,7 @@ def decoder_image(ctx: RunContext, z_min: float = -10.0, z_max: float = 10.0, n_
         ax.legend(loc="upper right", fontsize=8)
     fig.colorbar(sc, ax=axes, label="latent value z", shrink=0.9)
     fig.suptitle(f"Latent space embedded in the input space, model: {_model_label(ctx)}")
-    save_figure(fig, ctx.run_dir / file, ctx.dpi)
+    save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
     return metrics
 
 
@@ -184,7 +184,7 @@ def encoder_shift(ctx: RunContext, extent: Sequence[float] = (-5, 5, -5, 5), res
     ax.set(xlim=extent[:2], ylim=extent[2:], xlabel="x1", ylabel="x2",
            title=f"Code change of a new encoder under the frozen decoder\n{ctx.title}")
     ax.legend(loc="upper right", fontsize=8)
-    save_figure(fig, ctx.run_dir / file, ctx.dpi)
+    save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
 
     is_near, is_far = dist < near, dist > far
     return {
@@ -223,7 +223,7 @@ def step_loss_variability(ctx: RunContext, file: str = "loss_per_step.png") -> d
            title=f"{ctx.title}: loss per optimizer step ({len(losses)} steps)")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    save_figure(fig, ctx.run_dir / file, ctx.dpi)
+    save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
     tail = losses[-max(1, len(losses) // 100):]  # the last 1% of steps
     return {"steps_logged": float(len(losses)), "step_log_loss_change_std": log_step_variability(losses),
             "final_step_loss_mean": float(tail.mean())}
