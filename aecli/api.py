@@ -21,9 +21,10 @@ import datetime
 import json
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TypeVar, Union
+from typing import Any, Optional, TypeVar, Union
 
 import numpy as np
 import torch
@@ -56,8 +57,10 @@ class Metrics(dict[str, np.ndarray]):
         with open(path, newline="") as f:
             header = next(csv.reader(f), [])
         columns = report.read_columns(path, header) or [[] for _ in header]
-        return cls((name, np.asarray(values, dtype=np.int64 if name == "epoch" else np.float64))
-                   for name, values in zip(header, columns))
+        return cls(
+            (name, np.asarray(values, dtype=np.int64 if name == "epoch" else np.float64))
+            for name, values in zip(header, columns)
+        )
 
     @property
     def rows(self) -> int:
@@ -101,9 +104,11 @@ class Run:
     def __repr__(self) -> str:
         s = self.summary
         loss = s.get("final_val_loss")
-        return (f"Run({str(self.path)!r}, status={s.get('status', '?')}, dataset={self.config.dataset.name}, "
-                f"model={self.config.model.name}, epochs={s.get('epochs', '?')}, "
-                f"final_val_loss={_cell(loss) if loss is not None else '?'})")
+        return (
+            f"Run({str(self.path)!r}, status={s.get('status', '?')}, dataset={self.config.dataset.name}, "
+            f"model={self.config.model.name}, epochs={s.get('epochs', '?')}, "
+            f"final_val_loss={_cell(loss) if loss is not None else '?'})"
+        )
 
     @property
     def device(self) -> torch.device:
@@ -178,8 +183,14 @@ def load_run(path: PathLike, device: Union[str, torch.device] = "cpu", checkpoin
     model, config = load_model(ckpt, _device(device))
     summary_file = run_dir / SUMMARY_FILE
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    return Run(path=run_dir, checkpoint=ckpt, config=config, metrics=Metrics.read(run_dir / METRICS_FILE),
-               summary=summary, model=model)
+    return Run(
+        path=run_dir,
+        checkpoint=ckpt,
+        config=config,
+        metrics=Metrics.read(run_dir / METRICS_FILE),
+        summary=summary,
+        model=model,
+    )
 
 
 # ----------------------------------------------------------------------- sweep
@@ -209,8 +220,9 @@ class SweepJob:
         settings = ", ".join(f"{k}={v}" for k, v in self.overrides.items())
         loss = self.summary.get("final_val_loss")
         status = report.status_text({"summary": self.summary})
-        return f"SweepJob({self.number}: {settings}; {status}" + (f", final_val_loss={_cell(loss)})" if loss is not None
-                                                                   else ")")
+        return f"SweepJob({self.number}: {settings}; {status}" + (
+            f", final_val_loss={_cell(loss)})" if loss is not None else ")"
+        )
 
 
 @dataclass(eq=False)
@@ -242,8 +254,11 @@ class Sweep:
         """The completed job with the lowest (or highest) `metric`: a summary field or an analysis
         metric, as the sweep report sorts (aecli.report.sort_jobs)."""
         rows = [{"summary": j.summary, "job": j} for j in self.completed]
-        ranked = [r for r in report.sort_jobs(rows, metric, descending)
-                  if isinstance(report.job_value(r, metric), (int, float))]
+        ranked = [
+            r
+            for r in report.sort_jobs(rows, metric, descending)
+            if isinstance(report.job_value(r, metric), (int, float))
+        ]
         if not ranked:
             raise ValueError(f"no completed job of {self.path} reports {metric!r}")
         return ranked[0]["job"]
@@ -261,23 +276,25 @@ def load_sweep(path: PathLike) -> Sweep:
         raise ValueError(f"no sweep folder at {path}")
     jobs = [SweepJob(int(j["dir"].name), j["dir"], j["overrides"], j["summary"]) for j in report.read_jobs(path)]
     if not jobs:
-        raise ValueError(f"{path} has no job folders (0/, 1/, ...): give a multirun folder, or use "
-                         "aecli.load_run for a single run")
+        raise ValueError(
+            f"{path} has no job folders (0/, 1/, ...): give a multirun folder, or use aecli.load_run for a single run"
+        )
     return Sweep(path, jobs)
 
 
 # ------------------------------------------------------------------------ train
-def run(overrides: Sequence[str] = (), output_dir: Optional[PathLike] = None,
-        device: Union[str, torch.device, None] = None) -> Run:
+def run(
+    overrides: Sequence[str] = (), output_dir: Optional[PathLike] = None, device: Union[str, torch.device, None] = None
+) -> Run:
     """Train as `aecli <overrides>` would and return the finished Run.
 
     The run folder is `output_dir`, or a fresh outputs/<date>/<time>.<microseconds>-<pid> under the
     current directory, as the CLI names it; it gets the CLI's files (.hydra/config.yaml and
     overrides.yaml, aecli.log and everything the pipeline writes). `resume=<run dir>` continues that
     run in its folder, as `aecli resume=<run dir>` does (with `trainer.epochs=N` to train further).
-    A bad key, type or value raises aecli.config.ConfigError before any data is built. A run that diverges or is interrupted still
-    returns (see `run.summary["status"]`). The returned model is on `device` (default: the device
-    the run trained on). torch's thread count is restored afterwards."""
+    A bad key, type or value raises aecli.config.ConfigError before any data is built. A run that
+    diverges or is interrupted still returns (see `run.summary["status"]`). The returned model is
+    on `device` (default: the device the run trained on). torch's thread count is restored afterwards."""
     from hydra.errors import HydraException
 
     from aecli.config import compose

@@ -35,9 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -68,12 +69,45 @@ class Workload:
 WORKLOADS = {
     w.name: w
     for w in [
-        Workload("rectangle_big", "rectangle_capacity's big net [50,50,50]->1, 100 points, batch 8",
-                 2, [50, 50, 50], 1, 100, 8, 12_000, True, 1e-3, "mse"),
-        Workload("beta_bs1", "beta_curves' 100-128-2 net at batch size 1", 100, [128], 2, 10_000, 1, 10_000, False,
-                 1e-4, "sse"),
-        Workload("mnist_sized", "784-256-32 net, batch 256, random data of MNIST's shape", 784, [256], 32, 60_000, 256,
-                 2_000, False, 1e-3, "mse"),
+        Workload(
+            "rectangle_big",
+            "rectangle_capacity's big net [50,50,50]->1, 100 points, batch 8",
+            2,
+            [50, 50, 50],
+            1,
+            100,
+            8,
+            12_000,
+            True,
+            1e-3,
+            "mse",
+        ),
+        Workload(
+            "beta_bs1",
+            "beta_curves' 100-128-2 net at batch size 1",
+            100,
+            [128],
+            2,
+            10_000,
+            1,
+            10_000,
+            False,
+            1e-4,
+            "sse",
+        ),
+        Workload(
+            "mnist_sized",
+            "784-256-32 net, batch 256, random data of MNIST's shape",
+            784,
+            [256],
+            32,
+            60_000,
+            256,
+            2_000,
+            False,
+            1e-3,
+            "mse",
+        ),
     ]
 }
 
@@ -96,8 +130,7 @@ class Problem:
     def optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         """The optimizer aecli builds (Adam, fused kernel where available) for every side, so the
         table measures the loops; --default-adam gives every side torch's default Adam instead."""
-        return make_optimizer(torch.optim.Adam, list(model.parameters()), {"lr": self.workload.lr},
-                              fused=self.fused)
+        return make_optimizer(torch.optim.Adam, list(model.parameters()), {"lr": self.workload.lr}, fused=self.fused)
 
 
 def make_problem(w: Workload, device: torch.device, steps_scale: float, fused: bool = True) -> Problem:
@@ -139,8 +172,17 @@ def run_aecli(p: Problem, device: torch.device, compile: bool = False) -> tuple[
             if record.epoch > 0:
                 bar.update(1)
 
-        result = fit(model, p.data, p.val, optimizer, None, Regularizer(), cfg, torch.Generator().manual_seed(1),
-                     on_epoch=on_epoch)
+        result = fit(
+            model,
+            p.data,
+            p.val,
+            optimizer,
+            None,
+            Regularizer(),
+            cfg,
+            torch.Generator().manual_seed(1),
+            on_epoch=on_epoch,
+        )
         bar.close()
         files.close()
     if compile:
@@ -182,12 +224,16 @@ class OnePermutationPerEpoch(torch.utils.data.Sampler[int]):
         return self.n
 
 
-def shuffled_loader(p: Problem) -> "torch.utils.data.DataLoader":
+def shuffled_loader(p: Problem) -> torch.utils.data.DataLoader:
     """The studies' DataLoader over a TensorDataset, in the other sides' batch order."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    return DataLoader(TensorDataset(p.data), batch_size=p.workload.batch_size,
-                      sampler=OnePermutationPerEpoch(len(p.data), seed=1), drop_last=p.workload.drop_last)
+    return DataLoader(
+        TensorDataset(p.data),
+        batch_size=p.workload.batch_size,
+        sampler=OnePermutationPerEpoch(len(p.data), seed=1),
+        drop_last=p.workload.drop_last,
+    )
 
 
 def run_dataloader(p: Problem, device: torch.device) -> tuple[int, torch.nn.Module]:
@@ -225,16 +271,27 @@ def run_lightning(p: Problem, device: torch.device) -> tuple[int, torch.nn.Modul
 
     module = Module()
     loader = shuffled_loader(p)
-    trainer = L.Trainer(max_epochs=p.epochs, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_epochs=p.epochs,
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, loader)
     return int(trainer.global_step), module.model
 
 
 SIDES: dict[str, Callable[[Problem, torch.device], tuple[int, torch.nn.Module]]] = {
-    "aecli": run_aecli, "bare": run_bare, "dataloader": run_dataloader, "lightning": run_lightning,
-    "compiled": lambda p, device: run_aecli(p, device, compile=True)}
+    "aecli": run_aecli,
+    "bare": run_bare,
+    "dataloader": run_dataloader,
+    "lightning": run_lightning,
+    "compiled": lambda p, device: run_aecli(p, device, compile=True),
+}
 
 
 def lightning_available() -> bool:
@@ -252,8 +309,9 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def bench_workload(w: Workload, sides: list[str], device: torch.device, repeats: int, steps_scale: float,
-                   fused: bool) -> dict[str, dict[str, float]]:
+def bench_workload(
+    w: Workload, sides: list[str], device: torch.device, repeats: int, steps_scale: float, fused: bool
+) -> dict[str, dict[str, float]]:
     problem = make_problem(w, device, steps_scale, fused)
     rates: dict[str, list[float]] = {s: [] for s in sides}
     memory: dict[str, float] = {}
@@ -292,8 +350,19 @@ def figure_time(repeats: int) -> float:
     history = [EpochRecord(e, 1.0 / (e + 1), 1.0 / (e + 1), 1e-3, float(e)) for e in range(61)]
     times = []
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = RunContext(cfg, model, model, None, data, history, torch.device("cpu"), torch.float32, Path(tmp),
-                         "polynomial / tanh", cfg.plots.dpi)
+        ctx = RunContext(
+            cfg,
+            model,
+            model,
+            None,
+            data,
+            history,
+            torch.device("cpu"),
+            torch.float32,
+            Path(tmp),
+            "polynomial / tanh",
+            cfg.plots.dpi,
+        )
         draw_figures(ctx)  # warm-up: font cache, first imports
         for _ in range(repeats):
             start = time.perf_counter()
@@ -307,25 +376,37 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--sides", nargs="*", default=["aecli", "bare", "dataloader", "lightning"],
-                        choices=list(SIDES), help="add `compiled` to measure trainer.compile=true")
+    parser.add_argument(
+        "--sides",
+        nargs="*",
+        default=["aecli", "bare", "dataloader", "lightning"],
+        choices=list(SIDES),
+        help="add `compiled` to measure trainer.compile=true",
+    )
     parser.add_argument("--steps-scale", type=float, default=1.0, help="shorter (<1) or longer runs")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads, as aecli's default")
     parser.add_argument("--no-process", action="store_true", help="skip the whole-process wall times")
-    parser.add_argument("--default-adam", action="store_true",
-                        help="torch's default for-loop Adam on every side instead of aecli's fused one")
+    parser.add_argument(
+        "--default-adam",
+        action="store_true",
+        help="torch's default for-loop Adam on every side instead of aecli's fused one",
+    )
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     sides = [s for s in args.sides if s != "lightning" or lightning_available()]
-    print(f"aecli bench: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}, device {device}"
-          + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
+    print(
+        f"aecli bench: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}, device {device}"
+        + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "")
+    )
     if "lightning" in args.sides and "lightning" not in sides:
         print("(lightning not installed: pip install lightning, or aecli[bench])")
-    print(f"median of {args.repeats} repeats; ratio = side's steps/s / aecli's; every side uses "
-          f"{'torch default' if args.default_adam else 'fused'} Adam\n")
+    print(
+        f"median of {args.repeats} repeats; ratio = side's steps/s / aecli's; every side uses "
+        f"{'torch default' if args.default_adam else 'fused'} Adam\n"
+    )
     header = f"{'workload':<14} {'side':<11} {'steps/s':>10} {'ratio':>7} {'peak MB':>9}"
     print(header + "\n" + "-" * len(header))
     for name in args.workloads:
@@ -336,15 +417,20 @@ def main(argv: Optional[list[str]] = None) -> int:
             ratio = f"{r['steps_per_s'] / base:7.2f}" if base else "      -"
             print(f"{name:<14} {side:<11} {r['steps_per_s']:>10.0f} {ratio} {r['peak_mb']:>9.0f}")
         if base and "bare" in results:
-            print(f"{'':<14} aecli/bare = {base / results['bare']['steps_per_s']:.3f} (target >= 0.9)"
-                  + (f", aecli/lightning = {base / results['lightning']['steps_per_s']:.2f} (target >= 3)"
-                     if "lightning" in results else ""))
+            print(
+                f"{'':<14} aecli/bare = {base / results['bare']['steps_per_s']:.3f} (target >= 0.9)"
+                + (
+                    f", aecli/lightning = {base / results['lightning']['steps_per_s']:.2f} (target >= 3)"
+                    if "lightning" in results
+                    else ""
+                )
+            )
         print()
     if not args.no_process:
         aecli = str(Path(sys.executable).with_name("aecli"))
         with tempfile.TemporaryDirectory() as tmp:
-            print(f"aecli --help             {wall_time([aecli, '--help'], args.repeats, tmp):6.2f} s (target < 1.5)")
-            print(f"aecli --cfg job          {wall_time([aecli, '--cfg', 'job'], args.repeats, tmp):6.2f} s (target < 1.5)")
+            for name, argv in (("--help", ["--help"]), ("--cfg job", ["--cfg", "job"])):
+                print(f"aecli {name:<19}{wall_time([aecli, *argv], args.repeats, tmp):6.2f} s (target < 1.5)")
             print(f"aecli (default run)      {wall_time([aecli, 'trainer.progress=false'], args.repeats, tmp):6.2f} s")
         print(f"figures of a 2-D run     {figure_time(args.repeats):6.2f} s (target < 2)")
     return 0

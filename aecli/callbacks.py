@@ -8,8 +8,9 @@ the job folders, so `aecli-report <sweep dir>` rebuilds it later from the same f
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -38,6 +39,10 @@ class SweepComparison(Callback):
             return
         result = build_report(sweep_dir, self.figures, self.sort_by)
         last_sweep["unfinished"] = result["jobs"] - result["statuses"].get("completed", 0)
-        log.info("sweep of %d jobs (%s) reported in %s: %s", result["jobs"],
-                 ", ".join(f"{n} {s}" for s, n in result["statuses"].items()), sweep_dir / "index.html",
-                 ", ".join(result["files"]))
+        log.info(
+            "sweep of %d jobs (%s) reported in %s: %s",
+            result["jobs"],
+            ", ".join(f"{n} {s}" for s, n in result["statuses"].items()),
+            sweep_dir / "index.html",
+            ", ".join(result["files"]),
+        )

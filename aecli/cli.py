@@ -37,8 +37,9 @@ def _app(cfg: DictConfig) -> float:
     try:
         if cfg.resume is not None:  # continue that run, in its folder (the run dir), with its saved config
             if in_sweep:
-                raise ConfigError("resume= continues one run; resume the jobs of a sweep one by one, "
-                                  "e.g. aecli resume=<sweep dir>/0")
+                raise ConfigError(
+                    "resume= continues one run; resume the jobs of a sweep one by one, e.g. aecli resume=<sweep dir>/0"
+                )
             from aecli.pipeline import resumed_config
 
             cfg = resumed_config(cfg.resume, list(HydraConfig.get().overrides.task))
@@ -55,8 +56,11 @@ def _app(cfg: DictConfig) -> float:
         if not in_sweep or full_error:
             raise
         log.exception("job failed: %s", output_dir)
-        print(f"aecli: job failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-              f"see {output_dir}", file=sys.stderr)
+        print(
+            f"aecli: job failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            f"see {output_dir}",
+            file=sys.stderr,
+        )
         return math.nan
     if summary["status"] != "completed":
         # The run folder holds everything up to the stop; say so and exit non-zero.
@@ -139,8 +143,11 @@ def main() -> None:
     from aecli.callbacks import last_sweep  # set by the sweep report after a multirun
 
     if last_sweep["unfinished"]:
-        print(f"aecli: {last_sweep['unfinished']} job(s) of the sweep did not complete; "
-              "see summary.md in the sweep folder", file=sys.stderr)
+        print(
+            f"aecli: {last_sweep['unfinished']} job(s) of the sweep did not complete; "
+            "see summary.md in the sweep folder",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 

@@ -14,8 +14,9 @@ import functools
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -331,8 +332,13 @@ def _finite(*values: Any) -> bool:
 
 def is_plain_file_name(name: Any) -> bool:
     """A file name with no folder part: what a config value may name inside the run folder."""
-    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
-            and "\0" not in name)
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+    )
 
 
 def _first_line(err: BaseException) -> str:
@@ -359,18 +365,20 @@ def _resolved(cfg: DictConfig) -> DictConfig:
         values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as err:
         key = getattr(err, "full_key", None) or "a config value"
-        raise ConfigError(f"{key}=??? is not allowed: give it a value, e.g. {key}=<value>, or for a config "
-                          f"group one of its options") from None
+        raise ConfigError(
+            f"{key}=??? is not allowed: give it a value, e.g. {key}=<value>, or for a config group one of its options"
+        ) from None
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "a config value"
-        raise ConfigError(f"{key}={_at(cfg, key)!r} is not allowed: it does not resolve "
-                          f"({_first_line(err)})") from None
+        raise ConfigError(f"{key}={_at(cfg, key)!r} is not allowed: it does not resolve ({_first_line(err)})") from None
     try:
         return OmegaConf.merge(cfg, values)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "a config value"
-        raise ConfigError(f"{key}={_at(cfg, key)!r} is not allowed: it resolves to {_at(values, key)!r}, "
-                          f"not a value of {key}'s type ({_first_line(err)})") from None
+        raise ConfigError(
+            f"{key}={_at(cfg, key)!r} is not allowed: it resolves to {_at(values, key)!r}, "
+            f"not a value of {key}'s type ({_first_line(err)})"
+        ) from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -398,14 +406,18 @@ def check_overrides(overrides: Sequence[str]) -> None:
     for o in parsed:
         parent = next((k for k in interpolated if o.key_or_group.startswith(k + ".")), None)
         if parent is not None and not o.is_delete():  # OmegaConf fails with an AssertionError
-            raise ConfigError(f"{o.input_line} is not allowed after {interpolated[parent]}: that makes "
-                              f"{parent} an interpolation, which has no keys to set")
+            raise ConfigError(
+                f"{o.input_line} is not allowed after {interpolated[parent]}: that makes "
+                f"{parent} an interpolation, which has no keys to set"
+            )
         if isinstance(o.value(), str) and str(o.value()).startswith("${") and not o.is_delete():
             interpolated[o.key_or_group] = o.input_line
         if o.is_delete() and o.key_or_group.rpartition(".")[2].isdigit():  # Hydra fails with a TypeError
             whole = o.key_or_group.rpartition(".")[0]
-            raise ConfigError(f"{o.input_line} is not allowed: one element of a list cannot be deleted; "
-                              f"set the whole list instead, e.g. {whole}=[...]")
+            raise ConfigError(
+                f"{o.input_line} is not allowed: one element of a list cannot be deleted; "
+                f"set the whole list instead, e.g. {whole}=[...]"
+            )
         if o.is_sweep_override() or o.is_force_add() or "." in o.key_or_group:  # config groups have no dots
             continue
         value = o.value()
@@ -423,8 +435,10 @@ def check_overrides(overrides: Sequence[str]) -> None:
         if group == "":
             raise ConfigError(f"{o.input_line!r} is not allowed: an override needs a key, as in trainer.epochs=10")
         options = ", ".join(sorted(repo.get_group_options(group)))
-        raise ConfigError(f"{o.input_line} is not allowed: {group} is a config group, so give it the name of "
-                          f"one of its options ({options})")
+        raise ConfigError(
+            f"{o.input_line} is not allowed: {group} is a config group, so give it the name of "
+            f"one of its options ({options})"
+        )
 
 
 def validate(cfg: DictConfig) -> None:
@@ -443,23 +457,41 @@ def validate(cfg: DictConfig) -> None:
     _check(t.checkpoint_every >= 1, "trainer.checkpoint_every", t.checkpoint_every, "use an integer >= 1")
     _check(t.dtype in DTYPES, "trainer.dtype", t.dtype, f"choose one of {', '.join(DTYPES)}")
     _check(o.name in OPTIMIZERS, "optimizer.name", o.name, f"choose one of {', '.join(OPTIMIZERS)}")
-    _check(("betas" in o) == (o.name == "adam") and ("momentum" in o) == (o.name == "sgd"), "optimizer.name",
-           o.name, "it must match the chosen optimizer option; switch optimizers with optimizer=adam or optimizer=sgd")
+    _check(
+        ("betas" in o) == (o.name == "adam") and ("momentum" in o) == (o.name == "sgd"),
+        "optimizer.name",
+        o.name,
+        "it must match the chosen optimizer option; switch optimizers with optimizer=adam or optimizer=sgd",
+    )
     _check(_finite(o.lr) and o.lr > 0, "optimizer.lr", o.lr, "use a learning rate > 0")
-    _check(_finite(o.weight_decay) and o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay,
-           "use a finite value >= 0")
+    _check(
+        _finite(o.weight_decay) and o.weight_decay >= 0,
+        "optimizer.weight_decay",
+        o.weight_decay,
+        "use a finite value >= 0",
+    )
     if o.lr_decay is not None:
         _check(0 < o.lr_decay <= 1, "optimizer.lr_decay", o.lr_decay, "use a gamma in (0, 1] or null")
     if "betas" in o:
         betas = list(o.betas)
-        _check(len(betas) == 2 and all(0 <= b < 1 for b in betas), "optimizer.betas", betas,
-               "use two values in [0, 1), e.g. [0.9, 0.999]")
+        _check(
+            len(betas) == 2 and all(0 <= b < 1 for b in betas),
+            "optimizer.betas",
+            betas,
+            "use two values in [0, 1), e.g. [0.9, 0.999]",
+        )
     if "momentum" in o:
         _check(_finite(o.momentum) and o.momentum >= 0, "optimizer.momentum", o.momentum, "use a finite value >= 0")
-        _check(not o.nesterov or o.momentum > 0, "optimizer.nesterov", True,
-               "Nesterov momentum needs optimizer.momentum > 0")
+        _check(
+            not o.nesterov or o.momentum > 0,
+            "optimizer.nesterov",
+            True,
+            "Nesterov momentum needs optimizer.momentum > 0",
+        )
     if m.input_dim is not None:
-        _check(m.input_dim >= 1, "model.input_dim", m.input_dim, "use an integer >= 1, or null to take it from the data")
+        _check(
+            m.input_dim >= 1, "model.input_dim", m.input_dim, "use an integer >= 1, or null to take it from the data"
+        )
     _check(m.latent_dim >= 1, "model.latent_dim", m.latent_dim, "use an integer >= 1")
     for key in ("hidden_sizes", "decoder_hidden_sizes"):
         sizes = m[key] or []
@@ -469,36 +501,63 @@ def validate(cfg: DictConfig) -> None:
     for key in ("dropout", "code_dropout"):
         _check(0 <= m[key] < 1, f"model.{key}", m[key], "use a probability in [0, 1)")
     _check(m.init in INITS, "model.init", m.init, f"choose one of {', '.join(INITS)}")
-    _check(m.decoder_from is None or m.decoder_from.strip() != "", "model.decoder_from", m.decoder_from,
-           "give a run folder, a checkpoint file, `train` or null")
-    _check(not m.freeze_decoder or m.decoder_from is not None, "model.freeze_decoder", True,
-           "it needs model.decoder_from (a run folder, a checkpoint, or `train`)")
+    _check(
+        m.decoder_from is None or m.decoder_from.strip() != "",
+        "model.decoder_from",
+        m.decoder_from,
+        "give a run folder, a checkpoint file, `train` or null",
+    )
+    _check(
+        not m.freeze_decoder or m.decoder_from is not None,
+        "model.freeze_decoder",
+        True,
+        "it needs model.decoder_from (a run folder, a checkpoint, or `train`)",
+    )
     r = cfg.regularizer
     for key in ("weight_l2", "activation_l1", "activation_l2"):
         _check(_finite(r[key]) and r[key] >= 0, f"regularizer.{key}", r[key], "use a finite weight >= 0")
     _check(0 <= r.mask_rate < 1, "regularizer.mask_rate", r.mask_rate, "use a probability in [0, 1)")
     p = cfg.plots
-    _check(2 <= p.error_map_resolution <= MAX_ERROR_MAP_RESOLUTION, "plots.error_map_resolution",
-           p.error_map_resolution, f"use an integer from 2 to {MAX_ERROR_MAP_RESOLUTION}")
-    _check(_finite(p.error_threshold) and p.error_threshold > 0, "plots.error_threshold", p.error_threshold,
-           "use a finite value > 0")
+    _check(
+        2 <= p.error_map_resolution <= MAX_ERROR_MAP_RESOLUTION,
+        "plots.error_map_resolution",
+        p.error_map_resolution,
+        f"use an integer from 2 to {MAX_ERROR_MAP_RESOLUTION}",
+    )
+    _check(
+        _finite(p.error_threshold) and p.error_threshold > 0,
+        "plots.error_threshold",
+        p.error_threshold,
+        "use a finite value > 0",
+    )
     _check(10 <= p.dpi <= MAX_DPI, "plots.dpi", p.dpi, f"use an integer from 10 to {MAX_DPI}")
     _validate_dataset(d)
     for name, spec in cfg.analyses.items():
-        _check(isinstance(spec, DictConfig) and isinstance(spec.get("_target_"), str), f"analyses.{name}",
-               OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else spec,
-               "give a mapping with a _target_ (an analysis function) and its settings")
+        _check(
+            isinstance(spec, DictConfig) and isinstance(spec.get("_target_"), str),
+            f"analyses.{name}",
+            OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else spec,
+            "give a mapping with a _target_ (an analysis function) and its settings",
+        )
         if "file" in spec:
-            _check(is_plain_file_name(spec.file), f"analyses.{name}.file", spec.file,
-                   "use a plain file name such as figure.png: a run writes only inside its own folder")
+            _check(
+                is_plain_file_name(spec.file),
+                f"analyses.{name}.file",
+                spec.file,
+                "use a plain file name such as figure.png: a run writes only inside its own folder",
+            )
         _check_analysis_settings(f"analyses.{name}", spec)
-    if m.decoder_from == "train":  # the source run trained first must be valid too (as pipeline.prepare_source makes it)
+    if (
+        m.decoder_from == "train"
+    ):  # the source run trained first must be valid too (as pipeline.prepare_source makes it)
         try:
             source = OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False}}, cfg.source)
         except OmegaConfBaseException as err:
             key = getattr(err, "full_key", None) or ""
-            raise ConfigError(f"source.{key}={_at(cfg.source, key)!r} is not allowed: {_first_line(err)}; "
-                              f"source takes keys of the run's own config, e.g. source.optimizer.lr=1e-3") from None
+            raise ConfigError(
+                f"source.{key}={_at(cfg.source, key)!r} is not allowed: {_first_line(err)}; "
+                f"source takes keys of the run's own config, e.g. source.optimizer.lr=1e-3"
+            ) from None
         source.analyses, source.source = {}, {}
         try:
             validate(source)
@@ -516,15 +575,19 @@ def _check_analysis_settings(key: str, spec: DictConfig) -> None:
         signature = inspect.signature(_locate(spec._target_))
     except Exception as err:  # not importable, not callable, no signature
         reason = " ".join(str(err).split())[:200] or type(err).__name__
-        raise ConfigError(f"{key}._target_={spec._target_!r} is not allowed: it must name an analysis function "
-                          f"such as aecli.analyses.activations.activation_histograms ({reason})") from None
+        raise ConfigError(
+            f"{key}._target_={spec._target_!r} is not allowed: it must name an analysis function "
+            f"such as aecli.analyses.activations.activation_histograms ({reason})"
+        ) from None
     settings = {k: v for k, v in spec.items() if not (k.startswith("_") and k.endswith("_"))}
     try:
         signature.bind(None, **settings)  # None stands for the RunContext every analysis gets first
     except TypeError as err:
         takes = ", ".join(p for p in list(signature.parameters)[1:])
-        raise ConfigError(f"{key} has settings {sorted(settings)}, which is not allowed: {spec._target_} takes "
-                          f"{takes or 'no settings'} ({_first_line(err)})") from None
+        raise ConfigError(
+            f"{key} has settings {sorted(settings)}, which is not allowed: {spec._target_} takes "
+            f"{takes or 'no settings'} ({_first_line(err)})"
+        ) from None
 
 
 def _validate_dataset(d: DictConfig) -> None:
@@ -537,33 +600,58 @@ def _validate_dataset(d: DictConfig) -> None:
     if "noise" in d:
         _check(_finite(d.noise) and d.noise >= 0, "dataset.noise", d.noise, "use a finite standard deviation >= 0")
     if "train_fraction" in d:
-        _check(0 < d.train_fraction <= 1, "dataset.train_fraction", d.train_fraction,
-               "use a fraction in (0, 1], where 1 validates on the training points")
+        _check(
+            0 < d.train_fraction <= 1,
+            "dataset.train_fraction",
+            d.train_fraction,
+            "use a fraction in (0, 1], where 1 validates on the training points",
+        )
         n_points = d.n if "n" in d else DIGITS_IMAGES if d.get("_target_") == "aecli.data.digits" else None
         if n_points is not None and d.train_fraction < 1:
             n_train = int(round(d.train_fraction * n_points))
-            _check(1 <= n_train < n_points, "dataset.train_fraction", d.train_fraction,
-                   f"of {n_points} points it leaves no training or no validation point; use a fraction that "
-                   f"keeps at least one of each, or 1")
+            _check(
+                1 <= n_train < n_points,
+                "dataset.train_fraction",
+                d.train_fraction,
+                f"of {n_points} points it leaves no training or no validation point; use a fraction that "
+                f"keeps at least one of each, or 1",
+            )
     if d.grid_extent is not None:
         e = list(d.grid_extent)
-        _check(len(e) == 4 and _finite(*e) and e[0] < e[1] and e[2] < e[3], "dataset.grid_extent", e,
-               "use [xmin, xmax, ymin, ymax], finite, with xmin < xmax and ymin < ymax")
+        _check(
+            len(e) == 4 and _finite(*e) and e[0] < e[1] and e[2] < e[3],
+            "dataset.grid_extent",
+            e,
+            "use [xmin, xmax, ymin, ymax], finite, with xmin < xmax and ymin < ymax",
+        )
     if "theta_max" in d:  # spiral: r = a exp(b theta), theta on [0, theta_max]
         _check(_finite(d.a) and d.a > 0, "dataset.a", d.a, "use a finite radius scale > 0")
         _check(_finite(d.b), "dataset.b", d.b, "use a finite growth rate")
         _check(_finite(d.theta_max) and d.theta_max > 0, "dataset.theta_max", d.theta_max, "use a finite angle > 0")
-        _check(math.log(d.a) + d.b * d.theta_max < 700, "dataset.b", d.b,
-               f"a * exp(b * theta_max) overflows with theta_max={d.theta_max}; keep b * theta_max below about 700")
+        _check(
+            math.log(d.a) + d.b * d.theta_max < 700,
+            "dataset.b",
+            d.b,
+            f"a * exp(b * theta_max) overflows with theta_max={d.theta_max}; keep b * theta_max below about 700",
+        )
     if "param_max" in d:  # beta curves: log Beta(x; alpha, beta) on `points` x in [grid_min, grid_max]
         _check(d.points >= 2, "dataset.points", d.points, "use at least 2 grid points per curve")
         for key in ("grid_min", "grid_max"):
-            _check(0 < d[key] < 1, f"dataset.{key}", d[key],
-                   "use a value strictly between 0 and 1, where every Beta log-density is finite")
-        _check(d.grid_min < d.grid_max, "dataset.grid_max", d.grid_max,
-               f"use a value above dataset.grid_min={d.grid_min}")
-        _check(_finite(d.param_max) and d.param_max > 0, "dataset.param_max", d.param_max,
-               "use a finite value > 0 (alpha and beta are drawn from U(0, param_max))")
+            _check(
+                0 < d[key] < 1,
+                f"dataset.{key}",
+                d[key],
+                "use a value strictly between 0 and 1, where every Beta log-density is finite",
+            )
+        _check(
+            d.grid_min < d.grid_max, "dataset.grid_max", d.grid_max, f"use a value above dataset.grid_min={d.grid_min}"
+        )
+        _check(
+            _finite(d.param_max) and d.param_max > 0,
+            "dataset.param_max",
+            d.param_max,
+            "use a finite value > 0 (alpha and beta are drawn from U(0, param_max))",
+        )
     for key in ("width", "height"):  # rectangle
         if key in d:
             _check(_finite(d[key]) and d[key] > 0, f"dataset.{key}", d[key], "use a finite size > 0")

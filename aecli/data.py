@@ -6,8 +6,9 @@ indexes them directly instead of going through a DataLoader.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -65,10 +66,19 @@ def split(
             raise ValueError(f"train_fraction={train_fraction} leaves an empty train or validation set")
         tr, va = order[:n_train], order[n_train:]
     extent = tuple(float(v) for v in grid_extent) if grid_extent is not None else None
-    return Dataset(name, as_tensor(points[tr]), as_tensor(points[va]), color[tr], color[va], color_label, extent,
-                   train_labels=None if labels is None else labels[tr],
-                   val_labels=None if labels is None else labels[va], label_names=tuple(label_names),
-                   val_name="training" if train_fraction >= 1 else "validation")
+    return Dataset(
+        name,
+        as_tensor(points[tr]),
+        as_tensor(points[va]),
+        color[tr],
+        color[va],
+        color_label,
+        extent,
+        train_labels=None if labels is None else labels[tr],
+        val_labels=None if labels is None else labels[va],
+        label_names=tuple(label_names),
+        val_name="training" if train_fraction >= 1 else "validation",
+    )
 
 
 def as_tensor(array: np.ndarray) -> torch.Tensor:
@@ -155,8 +165,17 @@ def beta_curves(
     curves = beta_dist.logpdf(grid[None, :], params[:, :1], params[:, 1:])
     if noise > 0:
         curves = curves + rng.normal(0.0, noise, curves.shape)
-    return split(name, curves, params[:, 0], "alpha", train_fraction, rng, grid_extent,
-                 labels=params, label_names=("alpha", "beta"))
+    return split(
+        name,
+        curves,
+        params[:, 0],
+        "alpha",
+        train_fraction,
+        rng,
+        grid_extent,
+        labels=params,
+        label_names=("alpha", "beta"),
+    )
 
 
 def beta_curve_grid(points: int = 100, grid_min: float = 0.01, grid_max: float = 0.99) -> np.ndarray:
@@ -200,8 +219,15 @@ def mnist(
     from aecli import mnist_files
 
     arrays = mnist_files.load(root, download, train_limit, test_limit)
-    return image_dataset(name, arrays.train_images, arrays.train_labels, arrays.test_images, arrays.test_labels,
-                         scale=255.0, val_name="test")
+    return image_dataset(
+        name,
+        arrays.train_images,
+        arrays.train_labels,
+        arrays.test_images,
+        arrays.test_labels,
+        scale=255.0,
+        val_name="test",
+    )
 
 
 def digits(
@@ -218,16 +244,41 @@ def digits(
 
     bunch = load_digits()
     digit = bunch.target.astype(np.int64)
-    data = split(name, bunch.data / 16.0, digit, "digit", train_fraction, np.random.default_rng(seed),
-                 labels=digit[:, None], label_names=("digit",))
+    data = split(
+        name,
+        bunch.data / 16.0,
+        digit,
+        "digit",
+        train_fraction,
+        np.random.default_rng(seed),
+        labels=digit[:, None],
+        label_names=("digit",),
+    )
     return replace(data, image_shape=tuple(bunch.images.shape[1:]))
 
 
-def image_dataset(name: str, train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
-                  val_labels: np.ndarray, scale: float, val_name: str) -> Dataset:
+def image_dataset(
+    name: str,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    scale: float,
+    val_name: str,
+) -> Dataset:
     """Images (n, height, width) -> flattened rows / scale; labels as integer colours and a "digit" column."""
     flat = lambda images: as_tensor(images.reshape(len(images), -1) / scale)  # noqa: E731
     train_digit, val_digit = train_labels.astype(np.int64), val_labels.astype(np.int64)
-    return Dataset(name, flat(train_images), flat(val_images), train_digit, val_digit, "digit",
-                   train_labels=train_digit[:, None], val_labels=val_digit[:, None], label_names=("digit",),
-                   image_shape=(int(train_images.shape[1]), int(train_images.shape[2])), val_name=val_name)
+    return Dataset(
+        name,
+        flat(train_images),
+        flat(val_images),
+        train_digit,
+        val_digit,
+        "digit",
+        train_labels=train_digit[:, None],
+        val_labels=val_digit[:, None],
+        label_names=("digit",),
+        image_shape=(int(train_images.shape[1]), int(train_images.shape[2])),
+        val_name=val_name,
+    )

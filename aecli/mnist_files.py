@@ -49,22 +49,23 @@ class StandardFile:
 # The four files (byte-for-byte the originals), as in /work/shared/data/mnist/README.md.
 STANDARD_FILES: dict[str, StandardFile] = {
     "train-images-idx3-ubyte.gz": StandardFile(
-        9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+        9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"
+    ),
     "train-labels-idx1-ubyte.gz": StandardFile(
-        28881, "d53e105ee54ea40749a09fcbcd1e9432",
-        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+        28881, "d53e105ee54ea40749a09fcbcd1e9432", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"
+    ),
     "t10k-images-idx3-ubyte.gz": StandardFile(
-        1648877, "9fb629c4189551a2d022fa330f9573f3",
-        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+        1648877, "9fb629c4189551a2d022fa330f9573f3", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"
+    ),
     "t10k-labels-idx1-ubyte.gz": StandardFile(
-        4542, "ec29112dd5afa0611ce80d1b7f02629c",
-        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+        4542, "ec29112dd5afa0611ce80d1b7f02629c", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
+    ),
 }
-SPLITS = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-          "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
-MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
-           "https://storage.googleapis.com/cvdf-datasets/mnist/")
+SPLITS = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/")
 OPENML_TRAIN = 60000  # OpenML's mnist_784 is the 60,000 training images, then the 10,000 test images
 DOWNLOAD_TIMEOUT_S = 60
 
@@ -88,8 +89,10 @@ def resolve_root(root: Optional[str]) -> Path:
 
 def how_to_get(folder: Path) -> str:
     names = ", ".join(STANDARD_FILES)
-    return (f"put {names} in {folder}, or point dataset.root or ${ENV_VAR} at a folder that has them "
-            f"(e.g. torchvision's MNIST/raw), or run once online with dataset.download=true")
+    return (
+        f"put {names} in {folder}, or point dataset.root or ${ENV_VAR} at a folder that has them "
+        f"(e.g. torchvision's MNIST/raw), or run once online with dataset.download=true"
+    )
 
 
 # ------------------------------------------------------------------ reading IDX
@@ -118,16 +121,17 @@ def read_idx(path: Path, magic: int, limit: Optional[int] = None) -> np.ndarray:
             found, *dims = struct.unpack(f">{1 + ndim}I", header)
             if found != magic:
                 kind = "image" if magic == IMAGES_MAGIC else "label"
-                raise ConfigError(f"{path} is not an IDX {kind} file: its magic number is {found}, "
-                                  f"expected {magic}")
+                raise ConfigError(f"{path} is not an IDX {kind} file: its magic number is {found}, expected {magic}")
             count, shape = dims[0], tuple(dims[1:])
             item = int(np.prod(shape)) if shape else 1
             if count == 0 or item == 0:
                 raise ConfigError(f"{path} holds no data: its IDX header says {count} x {shape}")
             expected = len(header) + count * item
             if expected % 2**32 != declared:
-                raise ConfigError(f"{path} is corrupt or truncated: its IDX header promises {expected} bytes "
-                                  f"but the gzip file holds {declared} (mod 2^32); delete it and fetch it again")
+                raise ConfigError(
+                    f"{path} is corrupt or truncated: its IDX header promises {expected} bytes "
+                    f"but the gzip file holds {declared} (mod 2^32); delete it and fetch it again"
+                )
             n = count if limit is None else min(limit, count)
             body = f.read(n * item)
             if len(body) != n * item:
@@ -135,8 +139,9 @@ def read_idx(path: Path, magic: int, limit: Optional[int] = None) -> np.ndarray:
             if n == count:
                 f.read()  # finish the stream so gzip verifies its CRC
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-        raise ConfigError(f"{path} is corrupt or truncated ({type(err).__name__}: {err}); "
-                          f"delete it and fetch it again") from None
+        raise ConfigError(
+            f"{path} is corrupt or truncated ({type(err).__name__}: {err}); delete it and fetch it again"
+        ) from None
     return np.frombuffer(body, dtype=np.uint8).reshape((n, *shape))
 
 
@@ -157,8 +162,10 @@ def verify_checksum(path: Path) -> None:
         return
     md5, sha256 = file_digests(path)
     if (md5, sha256) != (standard.md5, standard.sha256):
-        raise ConfigError(f"{path} has the standard size but not the standard checksum (SHA-256 {sha256}, "
-                          f"expected {standard.sha256}); delete it and fetch it again")
+        raise ConfigError(
+            f"{path} has the standard size but not the standard checksum (SHA-256 {sha256}, "
+            f"expected {standard.sha256}); delete it and fetch it again"
+        )
 
 
 # ------------------------------------------------------------------ fetching
@@ -179,10 +186,12 @@ def download(name: str, folder: Path) -> None:
             failures.append(f"{mirror}: checksum mismatch")
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / name, lambda f: f.write(payload))
+        atomic_write(folder / name, lambda f, payload=payload: f.write(payload))
         return
-    raise ConfigError(f"MNIST file {name} is missing from {folder} and could not be downloaded "
-                      f"({'; '.join(failures)}); {how_to_get(folder)}")
+    raise ConfigError(
+        f"MNIST file {name} is missing from {folder} and could not be downloaded "
+        f"({'; '.join(failures)}); {how_to_get(folder)}"
+    )
 
 
 def from_openml_cache(limits: tuple[Optional[int], Optional[int]]) -> Optional[MnistArrays]:
@@ -191,16 +200,21 @@ def from_openml_cache(limits: tuple[Optional[int], Optional[int]]) -> Optional[M
     try:
         from sklearn.datasets import fetch_openml
 
-        x, y = fetch_openml("mnist_784", version=1, return_X_y=True, as_frame=False, parser="liac-arff",
-                            download_if_missing=False)
+        x, y = fetch_openml(
+            "mnist_784", version=1, return_X_y=True, as_frame=False, parser="liac-arff", download_if_missing=False
+        )
     except Exception:  # no cache (OSError), or a cache sklearn cannot read: not a source then
         return None
     images = np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28)
     labels = np.asarray(y).astype(np.uint8)
     train_limit, test_limit = limits
-    return MnistArrays(images[:OPENML_TRAIN][:train_limit], labels[:OPENML_TRAIN][:train_limit],
-                       images[OPENML_TRAIN:][:test_limit], labels[OPENML_TRAIN:][:test_limit],
-                       "scikit-learn's OpenML cache of mnist_784")
+    return MnistArrays(
+        images[:OPENML_TRAIN][:train_limit],
+        labels[:OPENML_TRAIN][:train_limit],
+        images[OPENML_TRAIN:][:test_limit],
+        labels[OPENML_TRAIN:][:test_limit],
+        "scikit-learn's OpenML cache of mnist_784",
+    )
 
 
 # ------------------------------------------------------------------ the loader
@@ -211,15 +225,21 @@ def _read_split(folder: Path, split: str, limit: Optional[int]) -> tuple[np.ndar
     images = read_idx(folder / image_name, IMAGES_MAGIC, limit)
     labels = read_idx(folder / label_name, LABELS_MAGIC, limit)
     if len(images) != len(labels):
-        raise ConfigError(f"{folder / image_name} has {len(images)} images but {folder / label_name} has "
-                          f"{len(labels)} labels; the pair must match")
+        raise ConfigError(
+            f"{folder / image_name} has {len(images)} images but {folder / label_name} has "
+            f"{len(labels)} labels; the pair must match"
+        )
     if labels.max() > 9:
         raise ConfigError(f"{folder / label_name} has label {labels.max()}; MNIST labels are digits 0-9")
     return images, labels
 
 
-def load(root: Optional[str] = None, download_missing: bool = True, train_limit: Optional[int] = None,
-         test_limit: Optional[int] = None) -> MnistArrays:
+def load(
+    root: Optional[str] = None,
+    download_missing: bool = True,
+    train_limit: Optional[int] = None,
+    test_limit: Optional[int] = None,
+) -> MnistArrays:
     """Both splits as uint8 arrays (train_limit / test_limit: only the first N of each)."""
     for key, value in (("train_limit", train_limit), ("test_limit", test_limit)):
         if value is not None and value < 1:
@@ -233,13 +253,17 @@ def load(root: Optional[str] = None, download_missing: bool = True, train_limit:
         if cached is not None:
             return cached
         if not download_missing:
-            raise ConfigError(f"{len(missing)} of the 4 MNIST files are missing from {folder} and "
-                              f"dataset.download=false; {how_to_get(folder)}")
+            raise ConfigError(
+                f"{len(missing)} of the 4 MNIST files are missing from {folder} and "
+                f"dataset.download=false; {how_to_get(folder)}"
+            )
         for name in missing:
             download(name, folder)
     train_images, train_labels = _read_split(folder, "train", train_limit)
     test_images, test_labels = _read_split(folder, "test", test_limit)
     if train_images.shape[1:] != test_images.shape[1:]:
-        raise ConfigError(f"the training images in {folder} are {train_images.shape[1:]} pixels but the test "
-                          f"images are {test_images.shape[1:]}; both splits must have one image size")
+        raise ConfigError(
+            f"the training images in {folder} are {train_images.shape[1:]} pixels but the test "
+            f"images are {test_images.shape[1:]}; both splits must have one image size"
+        )
     return MnistArrays(train_images, train_labels, test_images, test_labels, str(folder))

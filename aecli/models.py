@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from torch import nn
@@ -73,8 +74,9 @@ class MLPAutoencoder(nn.Module):
         self.decoder = nn.Sequential(*dec_layers)
 
         # The activations after each hidden layer (not the code): what activation penalties read.
-        self.hidden_activations = [layer for layer in [*enc_layers[:-1], *dec_layers]
-                                   if isinstance(layer, tuple(ACTIVATION_MODULES.values()))]
+        self.hidden_activations = [
+            layer for layer in [*enc_layers[:-1], *dec_layers] if isinstance(layer, tuple(ACTIVATION_MODULES.values()))
+        ]
         if init == "zeros":  # every weight 0, biases as torch drew them (mnist_bottleneck)
             for layer in self.modules():
                 if isinstance(layer, nn.Linear):

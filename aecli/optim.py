@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -25,8 +26,9 @@ def build_optimizer(
     return optimizer, scheduler
 
 
-def make_optimizer(cls: type[torch.optim.Optimizer], params: list[torch.nn.Parameter], kwargs: dict,
-                   fused: bool) -> torch.optim.Optimizer:
+def make_optimizer(
+    cls: type[torch.optim.Optimizer], params: list[torch.nn.Parameter], kwargs: dict, fused: bool
+) -> torch.optim.Optimizer:
     """The same algorithm, the fastest kernel available: fused (one kernel updates every parameter;
     1.6x the steps/s of torch's default for-loop Adam on the studies' small nets, CPU), else foreach,
     on torch builds or devices without a fused version. fused=False keeps torch's default."""

@@ -26,8 +26,16 @@ from aecli.analyses import RunContext
 from aecli.config import ConfigError, validate
 from aecli.data import Dataset
 from aecli.optim import build_optimizer
+from aecli.run_files import (
+    SUMMARY_FILE,
+    CheckpointError,
+    RunFiles,
+    find_checkpoint,
+    load_checkpoint,
+    load_model,
+    write_summary,
+)
 from aecli.trackers import Trackers
-from aecli.run_files import SUMMARY_FILE, CheckpointError, RunFiles, find_checkpoint, load_checkpoint, load_model, write_summary
 from aecli.train import EpochRecord, TrainState, fit, resolve_device, stop_on_signal
 
 log = logging.getLogger("aecli")
@@ -37,9 +45,15 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train one autoencoder as `cfg` says and write every artifact into `run_dir`; return the summary."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    summary: dict[str, Any] = {"status": "failed", **{group: OmegaConf.select(  # a bad config may lack them
-        cfg, f"{group}.name", default=None, throw_on_missing=False, throw_on_resolution_failure=False)
-        for group in ("dataset", "model")}}
+    summary: dict[str, Any] = {
+        "status": "failed",
+        **{
+            group: OmegaConf.select(  # a bad config may lack them
+                cfg, f"{group}.name", default=None, throw_on_missing=False, throw_on_resolution_failure=False
+            )
+            for group in ("dataset", "model")
+        },
+    }
     try:
         validate(cfg)
         # experiment trackers (aecli/trackers.py): a missing package stops the run here, before any data
@@ -56,8 +70,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         except CheckpointError as err:
             raise CheckpointError(f"trainer.resume_from={cfg.trainer.resume_from!r}: {err}") from None
     history = [EpochRecord(**row) for row in resume["metrics"]] if resume else []  # filled as fit goes on
-    files = RunFiles(run_dir, OmegaConf.to_yaml(cfg, resolve=True), history,
-                     steps_from=resume_path.parent.parent if resume_path else None)
+    files = RunFiles(
+        run_dir,
+        OmegaConf.to_yaml(cfg, resolve=True),
+        history,
+        steps_from=resume_path.parent.parent if resume_path else None,
+    )
     try:
         trackers.start(cfg, run_dir)
         # --- set-up: threads, device, seeds
@@ -73,11 +91,15 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         # --- data and model
         data: Dataset = build(cfg.dataset)
         if cfg.model.input_dim is not None and cfg.model.input_dim != data.dim:
-            raise ConfigError(f"model.input_dim={cfg.model.input_dim} does not match the {data.dim}-D "
-                              f"data of dataset={data.name}; set model.input_dim=null to infer it")
+            raise ConfigError(
+                f"model.input_dim={cfg.model.input_dim} does not match the {data.dim}-D "
+                f"data of dataset={data.name}; set model.input_dim=null to infer it"
+            )
         if t.drop_last and t.batch_size > len(data.train):
-            raise ConfigError(f"trainer.batch_size={t.batch_size} with trainer.drop_last=true leaves no batch "
-                              f"from the {len(data.train)} training points; lower the batch size")
+            raise ConfigError(
+                f"trainer.batch_size={t.batch_size} with trainer.drop_last=true leaves no batch "
+                f"from the {len(data.train)} training points; lower the batch size"
+            )
         train_x, val_x = data.train.to(device, dtype), data.val.to(device, dtype)
         model = build(cfg.model, input_dim=data.dim).to(device, dtype)
         if source_model is not None:
@@ -91,12 +113,26 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         regularizer.attach(model)
         title = f"{data.name} / {cfg.model.name}"
         n_params = sum(p.numel() for p in model.parameters())
-        log.info("%s: %d parameters, %d train / %d val points, %d epochs on %s -> %s",
-                 title, n_params, len(train_x), len(val_x), t.epochs, device, run_dir)
+        log.info(
+            "%s: %d parameters, %d train / %d val points, %d epochs on %s -> %s",
+            title,
+            n_params,
+            len(train_x),
+            len(val_x),
+            t.epochs,
+            device,
+            run_dir,
+        )
 
         # --- train: one metrics row per epoch, a checkpoint every `checkpoint_every`, best.pt alongside
-        bar = tqdm(total=t.epochs, initial=history[-1].epoch if history else 0, desc=title, unit="epoch",
-                   disable=(not t.progress) or None, leave=False)
+        bar = tqdm(
+            total=t.epochs,
+            initial=history[-1].epoch if history else 0,
+            desc=title,
+            unit="epoch",
+            disable=(not t.progress) or None,
+            leave=False,
+        )
         log_every = max(1, t.epochs // 10)  # about ten log lines per run, whatever its length
         best: Optional[dict[str, Any]] = resume.get("best") if resume else None
 
@@ -106,22 +142,37 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             files.append_metrics(record)
             trackers.log_epoch(record)
             if best is None or record.val_loss < best["val_loss"]:  # kept in memory, saved with last.pt
-                best = {"epoch": record.epoch, "val_loss": record.val_loss,
-                        "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                best = {
+                    "epoch": record.epoch,
+                    "val_loss": record.val_loss,
+                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                }
             if record.epoch % t.checkpoint_every == 0 and record.epoch < t.epochs:  # the last: once fit returns
                 files.save_checkpoint(model, optimizer, scheduler, history, state, best)
             if record.epoch > 0:
                 bar.update(1)
                 bar.set_postfix(train=f"{record.train_loss:.4g}", val=f"{record.val_loss:.4g}", refresh=False)
             if bar.disable and record.epoch % log_every == 0:
-                log.info("epoch %d/%d  train %.5g  val %.5g", record.epoch, t.epochs, record.train_loss,
-                         record.val_loss)
+                log.info(
+                    "epoch %d/%d  train %.5g  val %.5g", record.epoch, t.epochs, record.train_loss, record.val_loss
+                )
 
         with stop_on_signal() as stop_requested:
-            result = fit(model, train_x, val_x, optimizer, scheduler, regularizer, t, data_order,
-                         on_epoch=on_epoch, stop_requested=stop_requested,
-                         on_step_losses=files.append_step_losses if t.log_steps else None,
-                         resume=state, history=list(history))
+            result = fit(
+                model,
+                train_x,
+                val_x,
+                optimizer,
+                scheduler,
+                regularizer,
+                t,
+                data_order,
+                on_epoch=on_epoch,
+                stop_requested=stop_requested,
+                on_step_losses=files.append_step_losses if t.log_steps else None,
+                resume=state,
+                history=list(history),
+            )
         bar.close()
         regularizer.detach()
         if t.compile:  # analyses and figures get the plain model (deepcopy-able, any input shape)
@@ -132,8 +183,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
         # --- evaluate and plot (the current weights; none for a diverged run)
         last = history[-1]
-        ctx = RunContext(cfg, model, initial_model, source_model, data, history, device, dtype, run_dir, title,
-                         cfg.plots.dpi)
+        ctx = RunContext(
+            cfg, model, initial_model, source_model, data, history, device, dtype, run_dir, title, cfg.plots.dpi
+        )
         metrics: dict[str, float] = {}
         if result.status != "diverged":
             if cfg.plots.enabled:
@@ -168,10 +220,19 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if result.status == "diverged":
             summary.update(diverged_at_epoch=last.epoch + 1, diverged_at_step=result.diverged_at_step)
         if resume:
-            summary["resumed_from"] = {"checkpoint": str(cfg.trainer.resume_from), "epoch": resume["epoch"],
-                                       "step": state.steps if state else None}
-        log.info("%s: %s after %d epochs, val loss %.5g, %.0f steps/s", title, result.status, last.epoch,
-                 last.val_loss, summary["steps_per_second"])
+            summary["resumed_from"] = {
+                "checkpoint": str(cfg.trainer.resume_from),
+                "epoch": resume["epoch"],
+                "step": state.steps if state else None,
+            }
+        log.info(
+            "%s: %s after %d epochs, val loss %.5g, %.0f steps/s",
+            title,
+            result.status,
+            last.epoch,
+            last.val_loss,
+            summary["steps_per_second"],
+        )
         return summary
     except BaseException as err:
         summary["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -183,13 +244,20 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         files.close()
 
 
-def restore(ckpt: dict[str, Any], path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            scheduler: Optional[torch.optim.lr_scheduler.LRScheduler]) -> TrainState:
+def restore(
+    ckpt: dict[str, Any],
+    path: str,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
+) -> TrainState:
     """Load a checkpoint's model, optimizer and schedule into freshly built ones; return where
     training stood. A checkpoint of another model, or one without training state, is a ConfigError."""
     if ckpt.get("train_state") is None:
-        raise CheckpointError(f"trainer.resume_from={path!r} holds no training state (a best.pt, or a checkpoint "
-                              f"from an older aecli); resume from a run folder or its checkpoints/last.pt")
+        raise CheckpointError(
+            f"trainer.resume_from={path!r} holds no training state (a best.pt, or a checkpoint "
+            f"from an older aecli); resume from a run folder or its checkpoints/last.pt"
+        )
     try:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -197,8 +265,10 @@ def restore(ckpt: dict[str, Any], path: str, model: torch.nn.Module, optimizer: 
             scheduler.load_state_dict(ckpt["scheduler"])
     except (RuntimeError, ValueError, KeyError) as err:
         detail = str(err).strip().splitlines()
-        raise ConfigError(f"trainer.resume_from={path!r} was saved by a different model or optimizer than this "
-                          f"config builds ({detail[1 if len(detail) > 1 else 0].strip()[:160]})") from None
+        raise ConfigError(
+            f"trainer.resume_from={path!r} was saved by a different model or optimizer than this "
+            f"config builds ({detail[1 if len(detail) > 1 else 0].strip()[:160]})"
+        ) from None
     return TrainState.from_dict(ckpt["train_state"])
 
 
@@ -215,18 +285,24 @@ def resumed_config(resume: str, overrides: list[str]) -> DictConfig:
         if key == "resume" or key.startswith("hydra"):
             continue
         if key not in RESUMABLE_OVERRIDES:
-            raise ConfigError(f"{key} cannot change when resuming (resume= continues the run with its saved "
-                              f"config); allowed: {', '.join(RESUMABLE_OVERRIDES)}, or start a new run with "
-                              f"trainer.resume_from={path}")
+            raise ConfigError(
+                f"{key} cannot change when resuming (resume= continues the run with its saved "
+                f"config); allowed: {', '.join(RESUMABLE_OVERRIDES)}, or start a new run with "
+                f"trainer.resume_from={path}"
+            )
         OmegaConf.update(cfg, key, override.value(), force_add=True)
     status = read_status(path.parent.parent)
     done = ckpt["train_state"] is not None and ckpt["train_state"]["batch"] == 0
     if status == "completed" and done and ckpt["epoch"] >= cfg.trainer.epochs:
-        raise ConfigError(f"the run in {resume} already completed its {ckpt['epoch']} epochs; add "
-                          f"trainer.epochs=N with N > {ckpt['epoch']} to train it further")
+        raise ConfigError(
+            f"the run in {resume} already completed its {ckpt['epoch']} epochs; add "
+            f"trainer.epochs=N with N > {ckpt['epoch']} to train it further"
+        )
     if status == "diverged":
-        raise ConfigError(f"the run in {resume} diverged and would diverge again from its last checkpoint; start "
-                          f"a new run with e.g. a lower optimizer.lr and trainer.resume_from={path}")
+        raise ConfigError(
+            f"the run in {resume} diverged and would diverge again from its last checkpoint; start "
+            f"a new run with e.g. a lower optimizer.lr and trainer.resume_from={path}"
+        )
     OmegaConf.update(cfg, "trainer.resume_from", str(path), force_add=True)
     OmegaConf.update(cfg, "resume", str(resume), force_add=True)
     return cfg
@@ -256,13 +332,29 @@ def draw_figures(ctx: RunContext) -> dict[str, float]:
     """loss_curve.png, latent.png, reconstruction.png and, for 2-D data, error_map.png; returns the
     error map's number: the share of the window reconstructed within plots.error_threshold."""
     cfg, data, history, title, run_dir, dpi = ctx.cfg, ctx.data, ctx.history, ctx.title, ctx.run_dir, ctx.dpi
-    plots.loss_curve([r.epoch for r in history], [r.train_loss for r in history], [r.val_loss for r in history],
-                     title, cfg.trainer.loss, run_dir / "loss_curve.png", dpi)
+    plots.loss_curve(
+        [r.epoch for r in history],
+        [r.train_loss for r in history],
+        [r.val_loss for r in history],
+        title,
+        cfg.trainer.loss,
+        run_dir / "loss_curve.png",
+        dpi,
+    )
     codes, x_hat = analyses.encode_reconstruct(ctx.model, ctx.tensor(data.val))
-    plots.latent(codes, data.val_color, data.color_label, title, run_dir / "latent.png", dpi,
-                 points=f"{data.val_name} points")
-    plots.reconstruction(data.val.numpy(), x_hat, data.val_color, data.color_label, title,
-                         run_dir / "reconstruction.png", dpi, image_shape=data.image_shape)
+    plots.latent(
+        codes, data.val_color, data.color_label, title, run_dir / "latent.png", dpi, points=f"{data.val_name} points"
+    )
+    plots.reconstruction(
+        data.val.numpy(),
+        x_hat,
+        data.val_color,
+        data.color_label,
+        title,
+        run_dir / "reconstruction.png",
+        dpi,
+        image_shape=data.image_shape,
+    )
     if data.dim == 2 and data.grid_extent is not None:
         err = analyses.error_grid(ctx.model, data.grid_extent, cfg.plots.error_map_resolution, ctx.device)
         plots.error_map(err, data.grid_extent, cfg.plots.error_threshold, title, run_dir / "error_map.png", dpi)
@@ -288,8 +380,10 @@ def prepare_source(cfg: DictConfig, run_dir: Path, device: torch.device) -> Opti
             log.info("model.decoder_from=train: training the source run first, in %s", source_dir)
             source_summary = run(source_cfg, source_dir)
             if source_summary["status"] != "completed":
-                raise ConfigError(f"model.decoder_from=train trained a source run that ended "
-                                  f"{source_summary['status']} (see {source_dir}); change the source settings")
+                raise ConfigError(
+                    f"model.decoder_from=train trained a source run that ended "
+                    f"{source_summary['status']} (see {source_dir}); change the source settings"
+                )
         source = str(source_dir)
     try:
         model, _ = load_model(source, device)
@@ -306,7 +400,8 @@ def transfer_decoder(source: torch.nn.Module, model: torch.nn.Module, freeze: bo
     except RuntimeError as err:
         lines = str(err).splitlines()
         detail = lines[1].strip() if len(lines) > 1 else lines[0]
-        raise ConfigError(f"model.decoder_from names a decoder whose layers do not match this model's ({detail})"
-                          ) from None
+        raise ConfigError(
+            f"model.decoder_from names a decoder whose layers do not match this model's ({detail})"
+        ) from None
     if freeze:
         model.decoder.requires_grad_(False)

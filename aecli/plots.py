@@ -5,15 +5,16 @@ matplotlib runs headless (Agg); nothing here touches torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 
 CMAP = "viridis"
 
@@ -24,10 +25,15 @@ def save_figure(fig: plt.Figure, path: Path, dpi: int) -> None:
     plt.close(fig)
 
 
-
-
-def loss_curve(epochs: Sequence[int], train: Sequence[float], val: Sequence[float], title: str,
-               loss_name: str, path: Path, dpi: int = 110) -> None:
+def loss_curve(
+    epochs: Sequence[int],
+    train: Sequence[float],
+    val: Sequence[float],
+    title: str,
+    loss_name: str,
+    path: Path,
+    dpi: int = 110,
+) -> None:
     """Train and validation loss per epoch (epoch 0 = untrained model), log scale when all positive."""
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, train, "-o" if len(epochs) < 30 else "-", ms=3, label="train")
@@ -57,8 +63,15 @@ def color_kwargs(color: np.ndarray) -> tuple[dict, Optional[np.ndarray]]:
     return {"c": color, "cmap": CMAP}, None
 
 
-def latent(codes: np.ndarray, color: np.ndarray, color_label: str, title: str, path: Path, dpi: int = 110,
-           points: str = "validation points") -> None:
+def latent(
+    codes: np.ndarray,
+    color: np.ndarray,
+    color_label: str,
+    title: str,
+    path: Path,
+    dpi: int = 110,
+    points: str = "validation points",
+) -> None:
     """Validation codes: a strip plus histogram for a 1-D code, a 2-D scatter, or a 3-D scatter
     of the first three coordinates; coloured by position along the curve, or one colour per
     class when the colours are integer labels (digits). `points` names what was encoded
@@ -87,14 +100,29 @@ def latent(codes: np.ndarray, color: np.ndarray, color_label: str, title: str, p
     save_figure(fig, path, dpi)
 
 
-def reconstruction(x: np.ndarray, x_hat: np.ndarray, color: np.ndarray, color_label: str, title: str,
-                   path: Path, dpi: int = 110, image_shape: Optional[tuple[int, int]] = None) -> None:
+def reconstruction(
+    x: np.ndarray,
+    x_hat: np.ndarray,
+    color: np.ndarray,
+    color_label: str,
+    title: str,
+    path: Path,
+    dpi: int = 110,
+    image_shape: Optional[tuple[int, int]] = None,
+) -> None:
     """2-D data: validation points and their reconstructions in the input plane.
     Images: the first ten originals above their reconstructions.
     Other data: every reconstructed value against its original (the diagonal is perfect)."""
     if image_shape is not None:
-        image_pairs(x[:10], x_hat[:10], image_shape, ["original", "reconstruction"],
-                    f"{title}: validation reconstructions (MSE {float(np.mean((x_hat - x) ** 2)):.4g})", path, dpi)
+        image_pairs(
+            x[:10],
+            x_hat[:10],
+            image_shape,
+            ["original", "reconstruction"],
+            f"{title}: validation reconstructions (MSE {float(np.mean((x_hat - x) ** 2)):.4g})",
+            path,
+            dpi,
+        )
         return
     if x.shape[1] == 2:
         fig, ax = plt.subplots(figsize=(5.5, 4.5))
@@ -114,8 +142,16 @@ def reconstruction(x: np.ndarray, x_hat: np.ndarray, color: np.ndarray, color_la
     save_figure(fig, path, dpi)
 
 
-def image_pairs(top: np.ndarray, bottom: np.ndarray, image_shape: Sequence[int], row_names: Sequence[str],
-                title: str, path: Path, dpi: int = 110, *more_rows: np.ndarray) -> None:
+def image_pairs(
+    top: np.ndarray,
+    bottom: np.ndarray,
+    image_shape: Sequence[int],
+    row_names: Sequence[str],
+    title: str,
+    path: Path,
+    dpi: int = 110,
+    *more_rows: np.ndarray,
+) -> None:
     """Rows of images (flattened rows of `top`, `bottom`, then `more_rows`), one column per example."""
     rows = [top, bottom, *more_rows]
     n = len(top)
@@ -130,16 +166,18 @@ def image_pairs(top: np.ndarray, bottom: np.ndarray, image_shape: Sequence[int],
     save_figure(fig, path, dpi)
 
 
-def error_map(err: np.ndarray, extent: Sequence[float], threshold: float, title: str, path: Path,
-              dpi: int = 110) -> None:
+def error_map(
+    err: np.ndarray, extent: Sequence[float], threshold: float, title: str, path: Path, dpi: int = 110
+) -> None:
     """Reconstruction-error norm over the input plane, beside the region where it is below threshold."""
     fig, (ax_err, ax_thr) = plt.subplots(1, 2, figsize=(11.5, 4.8), layout="constrained")
     im = ax_err.imshow(err, origin="lower", extent=tuple(extent), cmap=CMAP, interpolation="nearest")
     fig.colorbar(im, ax=ax_err, label="||x_hat - x||", shrink=0.85)
     ax_err.set(xlabel="x1", ylabel="x2", title="reconstruction error")
     below = np.where(err < threshold, err, np.nan)  # as the study: keep only the small errors
-    im = ax_thr.imshow(below, origin="lower", extent=tuple(extent), cmap=CMAP, vmin=0, vmax=threshold,
-                       interpolation="nearest")
+    im = ax_thr.imshow(
+        below, origin="lower", extent=tuple(extent), cmap=CMAP, vmin=0, vmax=threshold, interpolation="nearest"
+    )
     ax_thr.set_facecolor("black")
     fig.colorbar(im, ax=ax_thr, label="||x_hat - x|| (black: >= threshold)", shrink=0.85)
     share = float(np.mean(err < threshold))

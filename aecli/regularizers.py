@@ -22,8 +22,14 @@ from torch import nn
 class Regularizer:
     """All regularization terms of one run; `attach` once to the model before training."""
 
-    def __init__(self, name: str = "none", weight_l2: float = 0.0, activation_l1: float = 0.0,
-                 activation_l2: float = 0.0, mask_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        name: str = "none",
+        weight_l2: float = 0.0,
+        activation_l1: float = 0.0,
+        activation_l2: float = 0.0,
+        mask_rate: float = 0.0,
+    ) -> None:
         self.name = name
         self.weight_l2, self.activation_l1, self.activation_l2 = weight_l2, activation_l1, activation_l2
         self.mask_rate = mask_rate

@@ -31,14 +31,22 @@ import itertools
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
 # Columns every row has, after the swept keys; analysis metrics follow them.
-SUMMARY_COLUMNS = ["status", "final_train_loss", "final_val_loss", "best_val_loss", "epochs", "wall_seconds",
-                   "steps_per_second"]
+SUMMARY_COLUMNS = [
+    "status",
+    "final_train_loss",
+    "final_val_loss",
+    "best_val_loss",
+    "epochs",
+    "wall_seconds",
+    "steps_per_second",
+]
 DEFAULT_FIGURES = ("loss_curve.png", "error_map.png")
 
 
@@ -47,15 +55,20 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
 
     A job without summary.json is still running or died before its first write: status "missing"."""
     jobs = []
-    job_dirs = sorted((p for p in Path(sweep_dir).iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    job_dirs = sorted(
+        (p for p in Path(sweep_dir).iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+    )
     for job_dir in job_dirs:
         hydra_dir = job_dir / ".hydra"
         overrides = OmegaConf.load(hydra_dir / "overrides.yaml") if (hydra_dir / "overrides.yaml").exists() else []
         pairs = dict(str(o).split("=", 1) for o in overrides if "=" in str(o))
         summary_file = job_dir / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.exists() else {"status": "missing"}
-        config = flatten(OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))) \
-            if (hydra_dir / "config.yaml").exists() else {}
+        config = (
+            flatten(OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml")))
+            if (hydra_dir / "config.yaml").exists()
+            else {}
+        )
         jobs.append({"dir": job_dir, "overrides": pairs, "summary": summary, "config": config})
     return jobs
 
@@ -96,6 +109,7 @@ def job_value(job: dict[str, Any], column: str) -> Any:
 
 def sort_jobs(jobs: list[dict[str, Any]], metric: str, descending: bool = False) -> list[dict[str, Any]]:
     """Jobs ordered by `metric`; jobs without a finite value for it come last, in job order."""
+
     def key(job: dict[str, Any]) -> tuple[int, float]:
         value = job_value(job, metric)
         ok = isinstance(value, (int, float)) and math.isfinite(value)
@@ -105,19 +119,27 @@ def sort_jobs(jobs: list[dict[str, Any]], metric: str, descending: bool = False)
 
 
 def status_text(job: dict[str, Any]) -> str:
-    """"completed", or the status with the first line of the error that ended the job."""
+    """ "completed", or the status with the first line of the error that ended the job."""
     summary = job["summary"]
     error = summary.get("error")
     return f"{summary.get('status')}: {error}" if error else str(summary.get("status"))
 
 
-def table_rows(jobs: list[dict[str, Any]], keys: list[str], metric: str, descending: bool) -> tuple[list[str], list[list[Any]], Optional[str]]:
+def table_rows(
+    jobs: list[dict[str, Any]], keys: list[str], metric: str, descending: bool
+) -> tuple[list[str], list[list[Any]], Optional[str]]:
     """Header, rows (sorted) and the job number of the best completed job by `metric`."""
     metrics = metric_names(jobs)
     header = ["job", *keys, *SUMMARY_COLUMNS, *metrics]
     ordered = sort_jobs(jobs, metric, descending)
-    best = next((j["dir"].name for j in ordered if j["summary"].get("status") == "completed"
-                 and isinstance(job_value(j, metric), (int, float))), None)
+    best = next(
+        (
+            j["dir"].name
+            for j in ordered
+            if j["summary"].get("status") == "completed" and isinstance(job_value(j, metric), (int, float))
+        ),
+        None,
+    )
     rows = []
     for job in ordered:
         row = [job["dir"].name, *(job["overrides"].get(k, "") for k in keys)]
@@ -131,18 +153,24 @@ def fmt(value: Any) -> str:
     return f"{value:.5g}" if isinstance(value, float) else str(value)
 
 
-def write_tables(jobs: list[dict[str, Any]], keys: list[str], sweep_dir: Path, metric: str,
-                 descending: bool) -> Optional[str]:
+def write_tables(
+    jobs: list[dict[str, Any]], keys: list[str], sweep_dir: Path, metric: str, descending: bool
+) -> Optional[str]:
     """summary.csv (full precision) and summary.md (rounded, best job marked); returns the best job."""
     header, rows, best = table_rows(jobs, keys, metric, descending)
     with open(sweep_dir / "summary.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*header, "best"])
         writer.writerows([*row, "yes" if row[0] == best else ""] for row in rows)
-    lines = [f"# Sweep {sweep_dir}", "",
-             f"{len(jobs)} jobs, sorted by `{metric}` ({'highest' if descending else 'lowest'} first); "
-             f"best completed job: {best if best is not None else 'none'} (marked **best**).", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"# Sweep {sweep_dir}",
+        "",
+        f"{len(jobs)} jobs, sorted by `{metric}` ({'highest' if descending else 'lowest'} first); "
+        f"best completed job: {best if best is not None else 'none'} (marked **best**).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for row in rows:
         cells = [fmt(v).replace("|", "\\|") for v in row]
         if row[0] == best:
@@ -180,8 +208,10 @@ def write_curve_overlay(jobs: list[dict[str, Any]], keys: list[str], path: Path,
     from aecli.plots import save_figure
 
     source = "steps.csv" if steps else "metrics.csv"
-    curves = [(job, read_columns(job["dir"] / source, ["loss"] if steps else ["epoch", "train_loss", "val_loss"]))
-              for job in jobs]
+    curves = [
+        (job, read_columns(job["dir"] / source, ["loss"] if steps else ["epoch", "train_loss", "val_loss"]))
+        for job in jobs
+    ]
     curves = [(job, c) for job, c in curves if c is not None]
     if not curves:
         return False
@@ -198,16 +228,18 @@ def write_curve_overlay(jobs: list[dict[str, Any]], keys: list[str], path: Path,
                 window = len(loss) // 100
                 mean = np.convolve(loss, np.ones(window) / window, mode="valid")
                 ax.plot(share, loss, color=color, lw=0.5, alpha=0.25)
-                ax.plot(share[window - 1:], mean, color=color, lw=1.5, label=f"{label} (running mean, {window} steps)")
+                ax.plot(share[window - 1 :], mean, color=color, lw=1.5, label=f"{label} (running mean, {window} steps)")
         else:
             epoch, train, val = columns
             ax.plot(epoch, train, color=color, label=f"{label} (train)")
             ax.plot(epoch, val, color=color, ls="--", label=f"{label} (validation)")
     if all(min(v) > 0 for _, columns in curves for v in columns[-2:] if v):
         ax.set_yscale("log")
-    ax.set(xlabel="share of training steps (0 = first, 1 = last)" if steps else "epoch (0 = untrained)",
-           ylabel="loss per step" if steps else "loss",
-           title=f"{'loss per optimizer step' if steps else 'loss per epoch'} of {len(curves)} jobs")
+    ax.set(
+        xlabel="share of training steps (0 = first, 1 = last)" if steps else "epoch (0 = untrained)",
+        ylabel="loss per step" if steps else "loss",
+        title=f"{'loss per optimizer step' if steps else 'loss per epoch'} of {len(curves)} jobs",
+    )
     if not steps:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3, which="both")
@@ -258,7 +290,6 @@ def write_comparison_figure(jobs: list[dict[str, Any]], keys: list[str], figure:
     return True
 
 
-
 PAGE_STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; font-size: 13px; }
@@ -272,43 +303,55 @@ code, pre { background: #f5f5f5; padding: 2px 4px; }
 """
 
 
-def write_index_html(jobs: list[dict[str, Any]], keys: list[str], sweep_dir: Path, metric: str, descending: bool,
-                     comparison_figures: Sequence[str]) -> None:
+def write_index_html(
+    jobs: list[dict[str, Any]],
+    keys: list[str],
+    sweep_dir: Path,
+    metric: str,
+    descending: bool,
+    comparison_figures: Sequence[str],
+) -> None:
     """index.html: the summary table, the comparison figures, then every job's figures and config differences.
     Images are linked by relative path, so the page works from file:// and moves with the sweep folder."""
     esc = html.escape
     header, rows, best = table_rows(jobs, keys, metric, descending)
     differing = config_differences(jobs)
     by_name = {job["dir"].name: job for job in jobs}
-    parts = [f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-             f"<title>aecli sweep report: {esc(sweep_dir.name)}</title><style>{PAGE_STYLE}</style></head><body>",
-             f"<h1>aecli sweep report</h1><p><code>{esc(str(sweep_dir))}</code>: {len(jobs)} jobs, swept "
-             f"{esc(', '.join(keys) or 'nothing')}; sorted by <code>{esc(metric)}</code>; best completed job: "
-             f"{esc(best or 'none')}.</p>",
-             "<h2>Summary</h2><table id=\"summary\"><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header)
-             + "</tr></thead><tbody>"]
+    parts = [
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>aecli sweep report: {esc(sweep_dir.name)}</title><style>{PAGE_STYLE}</style></head><body>",
+        f"<h1>aecli sweep report</h1><p><code>{esc(str(sweep_dir))}</code>: {len(jobs)} jobs, swept "
+        f"{esc(', '.join(keys) or 'nothing')}; sorted by <code>{esc(metric)}</code>; best completed job: "
+        f"{esc(best or 'none')}.</p>",
+        '<h2>Summary</h2><table id="summary"><thead><tr>'
+        + "".join(f"<th>{esc(h)}</th>" for h in header)
+        + "</tr></thead><tbody>",
+    ]
     for row in rows:
         status = str(by_name[row[0]]["summary"].get("status"))
         css = "best" if row[0] == best else status
-        link = f"<td class=\"text\"><a href=\"#job-{esc(row[0])}\">{esc(row[0])}</a></td>"
-        cells = "".join(f"<td class=\"text\">{esc(v)}</td>" if isinstance(v, str) else f"<td>{esc(fmt(v))}</td>"
-                        for v in row[1:])
-        parts.append(f"<tr class=\"{esc(css)}\">{link}{cells}</tr>")
+        link = f'<td class="text"><a href="#job-{esc(row[0])}">{esc(row[0])}</a></td>'
+        cells = "".join(
+            f'<td class="text">{esc(v)}</td>' if isinstance(v, str) else f"<td>{esc(fmt(v))}</td>" for v in row[1:]
+        )
+        parts.append(f'<tr class="{esc(css)}">{link}{cells}</tr>')
     parts.append("</tbody></table>")
     if comparison_figures:
         parts.append("<h2>Comparisons</h2>")
-        parts += [f"<img class=\"wide\" src=\"{esc(name)}\" alt=\"{esc(name)}\">" for name in comparison_figures]
+        parts += [f'<img class="wide" src="{esc(name)}" alt="{esc(name)}">' for name in comparison_figures]
     parts.append("<h2>Jobs</h2>")
     for job in jobs:
         name = job["dir"].name
         label = job_label(job, keys)
         diffs = "\n".join(f"{k}: {json.dumps(job['config'].get(k), default=str)}" for k in differing)
-        parts.append(f"<section class=\"job\" id=\"job-{esc(name)}\"><h3>job {esc(name)}: {esc(label)}</h3>"
-                     f"<p>status: {esc(status_text(job))}</p>"
-                     f"<p>config values that differ between jobs:</p><pre>{esc(diffs or '(none)')}</pre>")
+        parts.append(
+            f'<section class="job" id="job-{esc(name)}"><h3>job {esc(name)}: {esc(label)}</h3>'
+            f"<p>status: {esc(status_text(job))}</p>"
+            f"<p>config values that differ between jobs:</p><pre>{esc(diffs or '(none)')}</pre>"
+        )
         for image in sorted(job["dir"].glob("*.png")):
             rel = f"{name}/{image.name}"
-            parts.append(f"<img src=\"{esc(rel)}\" alt=\"{esc(rel)}\" title=\"{esc(rel)}\">")
+            parts.append(f'<img src="{esc(rel)}" alt="{esc(rel)}" title="{esc(rel)}">')
         parts.append("</section>")
     parts.append("</body></html>\n")
     (sweep_dir / "index.html").write_text("\n".join(parts))
@@ -321,26 +364,38 @@ def check_figure_names(figures: Sequence[str], key: str = "figures") -> None:
 
     for figure in figures:
         if not is_plain_file_name(figure):
-            raise ConfigError(f"{key} has {figure!r}, which is not allowed: name a figure of the job folders "
-                              f"by its plain file name, e.g. loss_curve.png")
+            raise ConfigError(
+                f"{key} has {figure!r}, which is not allowed: name a figure of the job folders "
+                f"by its plain file name, e.g. loss_curve.png"
+            )
 
 
-def build_report(sweep_dir: str | Path, figures: Sequence[str] = DEFAULT_FIGURES, sort_by: str = "final_val_loss",
-                 descending: bool = False) -> dict[str, Any]:
+def build_report(
+    sweep_dir: str | Path,
+    figures: Sequence[str] = DEFAULT_FIGURES,
+    sort_by: str = "final_val_loss",
+    descending: bool = False,
+) -> dict[str, Any]:
     """Write every report file into `sweep_dir`; returns counts by status, the best job and the files written."""
     sweep_dir = Path(sweep_dir)
     check_figure_names(figures)
     jobs = read_jobs(sweep_dir)
     keys = swept_keys(jobs)
     best = write_tables(jobs, keys, sweep_dir, sort_by, descending)
-    written = [f"comparison_{f}" for f in figures if write_comparison_figure(jobs, keys, f, sweep_dir / f"comparison_{f}")]
+    written = [
+        f"comparison_{f}" for f in figures if write_comparison_figure(jobs, keys, f, sweep_dir / f"comparison_{f}")
+    ]
     for name, steps in [("comparison_loss_curves.png", False), ("comparison_step_losses.png", True)]:
         if write_curve_overlay(jobs, keys, sweep_dir / name, steps):
             written.append(name)
     write_index_html(jobs, keys, sweep_dir, sort_by, descending, written)
     statuses = [job["summary"].get("status") for job in jobs]
-    return {"jobs": len(jobs), "statuses": {s: statuses.count(s) for s in dict.fromkeys(statuses)}, "best": best,
-            "files": ["summary.csv", "summary.md", *written, "index.html"]}
+    return {
+        "jobs": len(jobs),
+        "statuses": {s: statuses.count(s) for s in dict.fromkeys(statuses)},
+        "best": best,
+        "files": ["summary.csv", "summary.md", *written, "index.html"],
+    }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -354,16 +409,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from aecli.config import ConfigError
 
     if not args.sweep_dir.is_dir() or not any(p.name.isdigit() for p in args.sweep_dir.iterdir()):
-        print(f"aecli-report: error: {args.sweep_dir} is not a sweep folder (no job folders 0, 1, ... in it)",
-              file=sys.stderr)
+        print(
+            f"aecli-report: error: {args.sweep_dir} is not a sweep folder (no job folders 0, 1, ... in it)",
+            file=sys.stderr,
+        )
         return 2
     try:
         result = build_report(args.sweep_dir, args.figures, args.sort_by, args.descending)
     except ConfigError as err:
         print(f"aecli-report: error: {err}", file=sys.stderr)
         return 2
-    print(f"{result['jobs']} jobs ({', '.join(f'{n} {s}' for s, n in result['statuses'].items())}); "
-          f"best: {result['best']}; wrote {', '.join(result['files'])} in {args.sweep_dir}")
+    print(
+        f"{result['jobs']} jobs ({', '.join(f'{n} {s}' for s, n in result['statuses'].items())}); "
+        f"best: {result['best']}; wrote {', '.join(result['files'])} in {args.sweep_dir}"
+    )
     return 0
 
 

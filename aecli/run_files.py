@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, astuple, fields
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 
@@ -49,14 +50,16 @@ class RunFiles:
     A resumed run passes the checkpoint's `history` (and the folder whose steps.csv it continues):
     the files start over from exactly what that checkpoint had seen, dropping rows written after it."""
 
-    def __init__(self, run_dir: Path, config_yaml: str, history: Sequence[EpochRecord] = (),
-                 steps_from: Optional[Path] = None) -> None:
+    def __init__(
+        self, run_dir: Path, config_yaml: str, history: Sequence[EpochRecord] = (), steps_from: Optional[Path] = None
+    ) -> None:
         self.dir = Path(run_dir)
         self.config_yaml = config_yaml
         (self.dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
         names = [f.name for f in fields(EpochRecord)]
-        rows = "".join(",".join(repr(v) if isinstance(v, float) else str(v) for v in astuple(r)) + "\n"
-                       for r in history)
+        rows = "".join(
+            ",".join(repr(v) if isinstance(v, float) else str(v) for v in astuple(r)) + "\n" for r in history
+        )
         atomic_write(self.dir / METRICS_FILE, lambda f: f.write((",".join(names) + "\n" + rows).encode()))
         self._metrics = open(self.dir / METRICS_FILE, "a", newline="")
         self._csv = csv.DictWriter(self._metrics, fieldnames=names, lineterminator="\n")
@@ -122,8 +125,13 @@ class RunFiles:
         }
         atomic_write(self.last_checkpoint, lambda f: torch.save(state, f))
         if best is not None:
-            best_state = {"model": best["model"], "epoch": best["epoch"], "val_loss": best["val_loss"],
-                          "metrics": state["metrics"][: best["epoch"] + 1], "config_yaml": self.config_yaml}
+            best_state = {
+                "model": best["model"],
+                "epoch": best["epoch"],
+                "val_loss": best["val_loss"],
+                "metrics": state["metrics"][: best["epoch"] + 1],
+                "config_yaml": self.config_yaml,
+            }
             atomic_write(self.best_checkpoint, lambda f: torch.save(best_state, f))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
@@ -149,11 +157,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"no checkpoint at {path}") from None
     except Exception as err:  # zip errors, EOF, unpickling refused by weights_only, ...
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable aecli checkpoint: it is truncated, corrupted or "
-                              f"holds objects other than tensors ({reason[:160]})") from None
+        raise CheckpointError(
+            f"{path} is not a readable aecli checkpoint: it is truncated, corrupted or "
+            f"holds objects other than tensors ({reason[:160]})"
+        ) from None
     if not isinstance(ckpt, dict) or any(key not in ckpt for key in CHECKPOINT_KEYS):
-        raise CheckpointError(f"{path} is a torch file but not an aecli checkpoint (it needs the keys "
-                              f"{', '.join(CHECKPOINT_KEYS)})")
+        raise CheckpointError(
+            f"{path} is a torch file but not an aecli checkpoint (it needs the keys {', '.join(CHECKPOINT_KEYS)})"
+        )
     return ckpt
 
 
@@ -162,8 +173,9 @@ def find_checkpoint(path: str | Path) -> Path:
     path = Path(path).expanduser()
     candidate = path / CHECKPOINT_DIR / LAST_CHECKPOINT if path.is_dir() else path
     if not candidate.is_file():
-        raise CheckpointError(f"no checkpoint at {candidate}: give a run folder (with {CHECKPOINT_DIR}/{LAST_CHECKPOINT}) "
-                         f"or a .pt file")
+        raise CheckpointError(
+            f"no checkpoint at {candidate}: give a run folder (with {CHECKPOINT_DIR}/{LAST_CHECKPOINT}) or a .pt file"
+        )
     return candidate
 
 

@@ -27,9 +27,10 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional
 from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
@@ -50,8 +51,9 @@ def require(module: str, extra: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError:
-        raise ConfigError(f"logger={extra} needs the {module} package, which is not installed: "
-                          f'pip install "aecli[{extra}]"') from None
+        raise ConfigError(
+            f'logger={extra} needs the {module} package, which is not installed: pip install "aecli[{extra}]"'
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,13 @@ class Trackers:
                 log.debug("logger %s failed in %s", name, method, exc_info=True)
                 if name not in self.failed:
                     self.failed[name] = f"{method}: {message}"
-                    log.warning("logger %s failed in %s (%s); it is off for the rest of this run, which goes on "
-                                "(metrics.csv and summary.json have everything)", name, method, message)
+                    log.warning(
+                        "logger %s failed in %s (%s); it is off for the rest of this run, which goes on "
+                        "(metrics.csv and summary.json have everything)",
+                        name,
+                        method,
+                        message,
+                    )
 
     def start(self, cfg: DictConfig, run_dir: Path) -> None:
         self._call("start", cfg, locate(run_dir))
@@ -229,8 +236,9 @@ class MLflowTracker(Tracker):
     the jobs nest under one parent run per sweep, which the first job creates and later ones find by
     its `aecli.sweep_dir` tag: jobs may run in separate processes (joblib, submitit, SLURM)."""
 
-    def __init__(self, tracking_uri: str, artifact_location: str, experiment_name: str = "aecli",
-                 log_checkpoint: bool = True) -> None:
+    def __init__(
+        self, tracking_uri: str, artifact_location: str, experiment_name: str = "aecli", log_checkpoint: bool = True
+    ) -> None:
         require("mlflow", "mlflow")
         if tracking_uri.startswith("sqlite:"):  # mlflow-skinny leaves out what its SQL store needs
             require("sqlalchemy", "mlflow")
@@ -258,7 +266,7 @@ class MLflowTracker(Tracker):
             self.run_id = self.client.create_run(self.experiment_id, run_name=place.name, tags=tags).info.run_id
         params = [Param(k, str(v)[:6000]) for k, v in config_values(cfg).items()]
         for i in range(0, len(params), 100):  # MLflow takes at most 100 params per call
-            self.client.log_batch(self.run_id, params=params[i:i + 100])
+            self.client.log_batch(self.run_id, params=params[i : i + 100])
         self.client.log_text(self.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
 
     def _experiment(self, artifact_uri: str) -> str:
@@ -320,8 +328,11 @@ class MLflowTracker(Tracker):
         metrics = [Metric(k, v, now, int(summary.get("epochs") or 0)) for k, v in final_numbers(summary).items()]
         tags = [RunTag("aecli.status", status)]
         tags += [RunTag("aecli.error", summary["error"][:5000])] if summary.get("error") else []
-        tags += [RunTag("aecli.tracker_errors", str(summary["tracker_errors"])[:5000])] \
-            if summary.get("tracker_errors") else []
+        tags += (
+            [RunTag("aecli.tracker_errors", str(summary["tracker_errors"])[:5000])]
+            if summary.get("tracker_errors")
+            else []
+        )
         self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
         self.client.log_dict(self.run_id, summary, "summary.json")
         if self.log_checkpoint:
@@ -339,7 +350,7 @@ def resolve_tracking_uri(uri: str, cwd: Path) -> str:
     """`uri` with a relative SQLite or local path made absolute against `cwd` (where aecli was
     started, not the run folder); the database's folder is created. Server URIs stay as they are."""
     if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///"):]
+        path = uri[len("sqlite:///") :]
         if path and path != ":memory:":
             db = Path(path) if path.startswith("/") else (cwd / path).resolve()
             db.parent.mkdir(parents=True, exist_ok=True)
@@ -360,7 +371,7 @@ def store_lock(uri: str) -> Iterator[None]:
         yield
         return
     if uri.startswith("sqlite:///"):
-        lock_path = Path(uri[len("sqlite:///"):] + ".lock")
+        lock_path = Path(uri[len("sqlite:///") :] + ".lock")
     elif urlparse(uri).scheme == "" and os.path.isabs(uri):
         lock_path = Path(uri) / ".aecli.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,9 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -53,12 +54,28 @@ class TrainState:
     step_losses: Optional[torch.Tensor] = None  # mid-epoch: the epoch's step losses so far
 
     @classmethod
-    def capture(cls, epoch: int, batch: int, steps: int, n_batches: int, order_state: torch.Tensor,
-                running: Optional[torch.Tensor] = None, step_losses: Optional[torch.Tensor] = None) -> "TrainState":
+    def capture(
+        cls,
+        epoch: int,
+        batch: int,
+        steps: int,
+        n_batches: int,
+        order_state: torch.Tensor,
+        running: Optional[torch.Tensor] = None,
+        step_losses: Optional[torch.Tensor] = None,
+    ) -> TrainState:
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-        return cls(epoch, batch, steps, n_batches, order_state.clone(), torch.get_rng_state(), cuda,
-                   None if running is None else running.clone(),
-                   None if step_losses is None else step_losses[:batch].clone())
+        return cls(
+            epoch,
+            batch,
+            steps,
+            n_batches,
+            order_state.clone(),
+            torch.get_rng_state(),
+            cuda,
+            None if running is None else running.clone(),
+            None if step_losses is None else step_losses[:batch].clone(),
+        )
 
     def restore_rng(self, generator: torch.Generator) -> None:
         """Put the data-order and global generators back where they were when this was captured."""
@@ -71,7 +88,7 @@ class TrainState:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainState":
+    def from_dict(cls, d: dict[str, Any]) -> TrainState:
         return cls(**{f.name: d[f.name] for f in fields(cls)})
 
 
@@ -115,11 +132,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if name == "cuda" and not cuda:
-        raise ConfigError("trainer.device=cuda was asked for but this torch build sees no CUDA GPU; "
-                          "use trainer.device=cpu or auto")
+        raise ConfigError(
+            "trainer.device=cuda was asked for but this torch build sees no CUDA GPU; use trainer.device=cpu or auto"
+        )
     if name == "mps" and not mps:
-        raise ConfigError("trainer.device=mps was asked for but Apple's MPS backend is not available; "
-                          "use trainer.device=cpu or auto")
+        raise ConfigError(
+            "trainer.device=mps was asked for but Apple's MPS backend is not available; use trainer.device=cpu or auto"
+        )
     return torch.device(name)
 
 
@@ -193,8 +212,9 @@ def fit(
     start = time.perf_counter() - (history[-1].seconds if history else 0.0)  # a resumed clock goes on
 
     def record(epoch: int, train_loss: float, epoch_lr: float, state: TrainState) -> None:
-        history.append(EpochRecord(epoch, train_loss, evaluate(model, val, cfg.loss), epoch_lr,
-                                   time.perf_counter() - start))
+        history.append(
+            EpochRecord(epoch, train_loss, evaluate(model, val, cfg.loss), epoch_lr, time.perf_counter() - start)
+        )
         on_epoch(history[-1], state)
 
     if resume is None:
@@ -202,8 +222,10 @@ def fit(
         record(0, evaluate(model, train, cfg.loss), lr(), state)
     else:
         if resume.batch and resume.n_batches != n_batches:
-            raise ConfigError(f"the checkpoint stopped inside an epoch of {resume.n_batches} steps, but this "
-                              f"config makes epochs of {n_batches}; resume with the run's own batch settings")
+            raise ConfigError(
+                f"the checkpoint stopped inside an epoch of {resume.n_batches} steps, but this "
+                f"config makes epochs of {n_batches}; resume with the run's own batch settings"
+            )
         resume.restore_rng(generator)
         state = resume
     steps, status, clean = state.steps, "completed", True

@@ -13,12 +13,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, cwd: Path, check: bool = True, env: dict | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, check: bool = True, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """`python -m aecli ARGS` in `cwd`, as a user would type it; output captured as text."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "aecli", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "aecli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"aecli {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc

@@ -15,8 +15,14 @@ from conftest import REPO, run_cli
 import aecli
 from aecli.config import ConfigError
 
-TINY = ["dataset=spiral", "dataset.n=200", "trainer.epochs=5", "trainer.num_threads=1", "trainer.progress=false",
-        "plots.enabled=false"]
+TINY = [
+    "dataset=spiral",
+    "dataset.n=200",
+    "trainer.epochs=5",
+    "trainer.num_threads=1",
+    "trainer.progress=false",
+    "plots.enabled=false",
+]
 
 
 @pytest.fixture(scope="module")

@@ -60,14 +60,24 @@ CASES = [
     case("device-unknown", "trainer.device=gpu", expect="trainer.device='gpu'"),
     case("activation-unknown", "model.activation=swish", expect="model.activation='swish'"),
     case("hidden-size-zero", "model.hidden_sizes=[4,0]", expect="model.hidden_sizes=[4, 0]"),
-    case("grid-extent-unordered", "dataset.grid_extent=[2,-2,-2,2]", expect="dataset.grid_extent=[2.0, -2.0, -2.0, 2.0]"),
+    case(
+        "grid-extent-unordered", "dataset.grid_extent=[2,-2,-2,2]", expect="dataset.grid_extent=[2.0, -2.0, -2.0, 2.0]"
+    ),
     case("interpolation-unknown-key", "trainer.epochs=${nope}", expect="trainer.epochs='${nope}'"),
     case("group-deleted", "~dataset", expect="dataset=???"),
-    case("analysis-file-escapes", "+analyses.x._target_=aecli.analyses.activations.activation_histograms",
-         "+analyses.x.file=../../escaped.png", expect="analyses.x.file='../../escaped.png'"),
+    case(
+        "analysis-file-escapes",
+        "+analyses.x._target_=aecli.analyses.activations.activation_histograms",
+        "+analyses.x.file=../../escaped.png",
+        expect="analyses.x.file='../../escaped.png'",
+    ),
     case("source-bad-value", "model.decoder_from=train", "+source.optimizer.lr=0", expect="source.optimizer.lr=0.0"),
-    case("analysis-unknown-setting", "+analyses.x._target_=aecli.analyses.activations.activation_histograms",
-         "+analyses.x.nope=1", expect="analyses.x has settings ['nope']"),
+    case(
+        "analysis-unknown-setting",
+        "+analyses.x._target_=aecli.analyses.activations.activation_histograms",
+        "+analyses.x.nope=1",
+        expect="analyses.x has settings ['nope']",
+    ),
     case("delete-list-element", "~dataset.grid_extent.0", expect="~dataset.grid_extent.0 is not allowed"),
     # --- config groups set to no option: Hydra itself would answer with a traceback
     case("group-null", "dataset=null", expect="dataset=null is not allowed"),
@@ -83,33 +93,73 @@ CASES = [
     case("unknown-dataset", "dataset=circle", expect="spiral", kind=OPTIONS),
     # --- cross-field checks, found while building the run
     case("input-dim-mismatch", "model.input_dim=3", expect="model.input_dim=3"),
-    case("drop-last-batch-too-big", "trainer.drop_last=true", "trainer.batch_size=5000",
-         expect="trainer.batch_size=5000"),
-    pytest.param(Case(("trainer.device=cuda",), "trainer.device=cuda"), id="device-cuda-missing",
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+    case(
+        "drop-last-batch-too-big", "trainer.drop_last=true", "trainer.batch_size=5000", expect="trainer.batch_size=5000"
+    ),
+    pytest.param(
+        Case(("trainer.device=cuda",), "trainer.device=cuda"),
+        id="device-cuda-missing",
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
+    ),
     case("decoder-from-missing", "model.decoder_from={outside}/no_such_run", expect="model.decoder_from="),
     case("decoder-from-incompatible", "model.decoder_from={big_run}", expect="do not match"),
     case("decoder-from-garbage", "model.decoder_from={garbage_pt}", expect="not a readable aecli checkpoint"),
     case("decoder-from-truncated", "model.decoder_from={truncated_pt}", expect="not a readable aecli checkpoint"),
-    case("source-run-diverges", "dataset=rectangle", "model.decoder_from=train", "+source.optimizer.lr=1e30",
-         "+source.trainer.epochs=2", expect="model.decoder_from=train"),
+    case(
+        "source-run-diverges",
+        "dataset=rectangle",
+        "model.decoder_from=train",
+        "+source.optimizer.lr=1e30",
+        "+source.trainer.epochs=2",
+        expect="model.decoder_from=train",
+    ),
     # --- bad MNIST files (dataset.download=false: never the network)
-    case("mnist-no-files", "dataset=mnist", "dataset.download=false", "dataset.root={mnist_empty}",
-         expect="4 of the 4 MNIST files are missing"),
-    case("mnist-root-is-a-file", "dataset=mnist", "dataset.download=false", "dataset.root={garbage_pt}",
-         expect="is not a folder"),
-    case("mnist-wrong-magic", "dataset=mnist", "dataset.download=false", "dataset.root={mnist_bad_magic}",
-         expect="magic number is 1234"),
-    case("mnist-truncated", "dataset=mnist", "dataset.download=false", "dataset.root={mnist_truncated}",
-         expect="truncated"),
-    case("mnist-sizes-mismatch", "dataset=mnist", "dataset.download=false", "dataset.root={mnist_mismatch}",
-         expect="20 images but"),
+    case(
+        "mnist-no-files",
+        "dataset=mnist",
+        "dataset.download=false",
+        "dataset.root={mnist_empty}",
+        expect="4 of the 4 MNIST files are missing",
+    ),
+    case(
+        "mnist-root-is-a-file",
+        "dataset=mnist",
+        "dataset.download=false",
+        "dataset.root={garbage_pt}",
+        expect="is not a folder",
+    ),
+    case(
+        "mnist-wrong-magic",
+        "dataset=mnist",
+        "dataset.download=false",
+        "dataset.root={mnist_bad_magic}",
+        expect="magic number is 1234",
+    ),
+    case(
+        "mnist-truncated",
+        "dataset=mnist",
+        "dataset.download=false",
+        "dataset.root={mnist_truncated}",
+        expect="truncated",
+    ),
+    case(
+        "mnist-sizes-mismatch",
+        "dataset=mnist",
+        "dataset.download=false",
+        "dataset.root={mnist_mismatch}",
+        expect="20 images but",
+    ),
     # --- resume (continuing a run that does not exist)
     case("resume-missing-folder", "resume=/nonexistent/folder", expect="/nonexistent/folder"),
     case("resume-from-missing-checkpoint", "trainer.resume_from=/nonexistent.pt", expect="/nonexistent.pt"),
     # --- the sweep report's figure names are file names in the job folders
-    case("sweep-figure-escapes", "-m", "hydra.callbacks.sweep_comparison.figures=[../../escaped.png]",
-         expect="hydra.callbacks.sweep_comparison.figures", kind=HYDRA),
+    case(
+        "sweep-figure-escapes",
+        "-m",
+        "hydra.callbacks.sweep_comparison.figures=[../../escaped.png]",
+        expect="hydra.callbacks.sweep_comparison.figures",
+        kind=HYDRA,
+    ),
 ]
 
 # More bad values, each composed and validated in this process (milliseconds each: the CLI's handling
@@ -150,16 +200,28 @@ VALUE_CASES = [
     case("noise-negative", "dataset.noise=-1", expect="dataset.noise=-1.0"),
     case("noise-inf", "dataset.noise=inf", expect="dataset.noise=inf"),
     case("train-fraction-above-1", "dataset.train_fraction=1.5", expect="dataset.train_fraction=1.5"),
-    case("train-fraction-empty-split", "dataset.n=2", "dataset.train_fraction=0.1", expect="dataset.train_fraction=0.1"),
-    case("digits-train-fraction-zero", "dataset=digits", "dataset.train_fraction=0", expect="dataset.train_fraction=0.0"),
+    case(
+        "train-fraction-empty-split", "dataset.n=2", "dataset.train_fraction=0.1", expect="dataset.train_fraction=0.1"
+    ),
+    case(
+        "digits-train-fraction-zero", "dataset=digits", "dataset.train_fraction=0", expect="dataset.train_fraction=0.0"
+    ),
     case("grid-extent-two-values", "dataset.grid_extent=[0,1]", expect="dataset.grid_extent=[0.0, 1.0]"),
-    case("grid-extent-infinite", "dataset.grid_extent=[-inf,inf,0,1]", expect="dataset.grid_extent=[-inf, inf, 0.0, 1.0]"),
+    case(
+        "grid-extent-infinite", "dataset.grid_extent=[-inf,inf,0,1]", expect="dataset.grid_extent=[-inf, inf, 0.0, 1.0]"
+    ),
     case("spiral-a-zero", "dataset=spiral", "dataset.a=0", expect="dataset.a=0.0"),
     case("spiral-theta-negative", "dataset=spiral", "dataset.theta_max=-1", expect="dataset.theta_max=-1.0"),
     case("spiral-overflows", "dataset=spiral", "dataset.b=100", expect="dataset.b=100.0"),
     case("beta-one-point", "dataset=beta", "dataset.points=1", expect="dataset.points=1"),
     case("beta-grid-at-0", "dataset=beta", "dataset.grid_min=0", expect="dataset.grid_min=0.0"),
-    case("beta-grid-reversed", "dataset=beta", "dataset.grid_min=0.9", "dataset.grid_max=0.1", expect="dataset.grid_max=0.1"),
+    case(
+        "beta-grid-reversed",
+        "dataset=beta",
+        "dataset.grid_min=0.9",
+        "dataset.grid_max=0.1",
+        expect="dataset.grid_max=0.1",
+    ),
     case("beta-param-max-zero", "dataset=beta", "dataset.param_max=0", expect="dataset.param_max=0.0"),
     case("rectangle-width-zero", "dataset=rectangle", "dataset.width=0", expect="dataset.width=0.0"),
     case("rectangle-height-negative", "dataset=rectangle", "dataset.height=-2", expect="dataset.height=-2.0"),
@@ -167,14 +229,24 @@ VALUE_CASES = [
     case("mnist-test-limit-negative", "dataset=mnist", "dataset.test_limit=-5", expect="dataset.test_limit=-5"),
     case("interpolation-wrong-type", "trainer.batch_size=${oc.env:HOME}", expect="trainer.batch_size"),
     case("analysis-not-a-mapping", "+analyses.x=1", expect="analyses.x=1"),
-    case("analysis-file-absolute", "+analyses.x._target_=aecli.analyses.activations.activation_histograms",
-         "+analyses.x.file=/tmp/escaped.png", expect="analyses.x.file='/tmp/escaped.png'"),
+    case(
+        "analysis-file-absolute",
+        "+analyses.x._target_=aecli.analyses.activations.activation_histograms",
+        "+analyses.x.file=/tmp/escaped.png",
+        expect="analyses.x.file='/tmp/escaped.png'",
+    ),
     case("source-unknown-key", "model.decoder_from=train", "+source.trainer.epochz=1", expect="source.trainer.epochz"),
     case("group-number", "model=3", expect="model=3 is not allowed"),
     case("analysis-unknown-target", "+analyses.x._target_=aecli.analyses.nope", expect="analyses.x._target_="),
-    case("list-from-interpolation", "model.hidden_sizes=${model.activation}", expect="model.hidden_sizes='${model.activation}'"),
+    case(
+        "list-from-interpolation",
+        "model.hidden_sizes=${model.activation}",
+        expect="model.hidden_sizes='${model.activation}'",
+    ),
     case("group-from-interpolation", "plots=${trainer}", expect="plots='${trainer}'"),
-    case("keys-under-interpolation", "plots=${dataset.seed}", "++plots.dpi=100", expect="++plots.dpi=100 is not allowed"),
+    case(
+        "keys-under-interpolation", "plots=${dataset.seed}", "++plots.dpi=100", expect="++plots.dpi=100 is not allowed"
+    ),
     case("part-deleted", "~plots", expect="plots='<deleted>'"),
 ]
 
@@ -193,8 +265,14 @@ def write_idx(path: Path, magic: int, dims: tuple[int, ...], truncate: bool = Fa
     path.write_bytes(data[: len(data) // 2] if truncate else data)
 
 
-def write_mnist(folder: Path, train: int = 20, test: int = 10, train_labels: int | None = None,
-                image_magic: int = 2051, truncate: bool = False) -> Path:
+def write_mnist(
+    folder: Path,
+    train: int = 20,
+    test: int = 10,
+    train_labels: int | None = None,
+    image_magic: int = 2051,
+    truncate: bool = False,
+) -> Path:
     folder.mkdir(parents=True)
     write_idx(folder / "train-images-idx3-ubyte.gz", image_magic, (train, 28, 28), truncate=truncate)
     write_idx(folder / "train-labels-idx1-ubyte.gz", 2049, (train if train_labels is None else train_labels,))
@@ -211,8 +289,9 @@ def assets(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("bad_input_assets")
     (root / "mnist_empty").mkdir()
     big_run = root / "big_run"  # a finished run of another architecture: its decoder does not fit
-    cfg = compose(["dataset=rectangle", "model=big", "trainer.epochs=0", "plots.enabled=false",
-                   "trainer.progress=false"])
+    cfg = compose(
+        ["dataset=rectangle", "model=big", "trainer.epochs=0", "plots.enabled=false", "trainer.progress=false"]
+    )
     assert run(cfg, big_run)["status"] == "completed"
     checkpoint = (big_run / "checkpoints" / "last.pt").read_bytes()
     (root / "truncated.pt").write_bytes(checkpoint[: len(checkpoint) // 2])
@@ -295,7 +374,7 @@ def test_there_are_at_least_30_bad_inputs():
 GROUP_NAMES = {"dataset", "model", "optimizer", "regularizer", "trainer", "experiment"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def composed(groups: tuple[str, ...]) -> DictConfig:
     """The config these group choices compose (cached: composing costs ~0.3 s)."""
     return compose(list(groups))
@@ -327,8 +406,14 @@ def subprocess_results(assets, tmp_path_factory) -> dict[str, tuple[Case, subpro
         run_dir.parent.mkdir()
         env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
         env.update(PYTHONUNBUFFERED="1", SCIKIT_LEARN_DATA=assets["sklearn_data"], **extra_env)
-        proc = subprocess.run([sys.executable, "-m", "aecli", *command_line(c, assets, run_dir)],
-                              cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "aecli", *command_line(c, assets, run_dir)],
+            cwd=run_dir.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         return c, proc, run_dir
 
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -352,8 +437,17 @@ def test_hydra_full_error_raises_config_errors_too(tmp_path, monkeypatch, capsys
     from aecli.cli import main
 
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    monkeypatch.setattr(sys, "argv", ["aecli", "optimizer.lr=0", f"hydra.run.dir={tmp_path / 'run'}",
-                                      "trainer.progress=false", "plots.enabled=false"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "aecli",
+            "optimizer.lr=0",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            "trainer.progress=false",
+            "plots.enabled=false",
+        ],
+    )
     handlers, level = list(logging.getLogger().handlers), logging.getLogger().level
     try:
         with pytest.raises(ConfigError, match="optimizer.lr=0.0"):
@@ -386,11 +480,30 @@ def test_confined_keeps_config_file_names_inside_the_run_folder(tmp_path):
 
 
 # ----------------------------------------------------------------------------- property: random overrides
-BASE_OVERRIDES = [[], ["dataset=spiral"], ["dataset=beta"], ["dataset=rectangle", "optimizer=sgd"],
-                  ["dataset=mnist"], ["dataset=digits", "model=mnist_bottleneck"],
-                  ["experiment=rectangle_frozen_decoder"], ["experiment=swiss_roll"]]
-GROUPS = {"dataset", "model", "optimizer", "regularizer", "trainer", "experiment", "hparams_search", "logger",
-          "hydra", "schema", "variant", ""}
+BASE_OVERRIDES = [
+    [],
+    ["dataset=spiral"],
+    ["dataset=beta"],
+    ["dataset=rectangle", "optimizer=sgd"],
+    ["dataset=mnist"],
+    ["dataset=digits", "model=mnist_bottleneck"],
+    ["experiment=rectangle_frozen_decoder"],
+    ["experiment=swiss_roll"],
+]
+GROUPS = {
+    "dataset",
+    "model",
+    "optimizer",
+    "regularizer",
+    "trainer",
+    "experiment",
+    "hparams_search",
+    "logger",
+    "hydra",
+    "schema",
+    "variant",
+    "",
+}
 
 
 def leaf_keys(node: object, prefix: str = "") -> list[str]:
@@ -439,41 +552,94 @@ def handled(outcome: BaseException | None) -> bool:
     return outcome is None or isinstance(outcome, (CompactHydraException, ConfigError))
 
 
-NUMBERS = st.one_of(st.integers(-10**30, 10**30).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
-                    st.sampled_from(["0", "-0", "1", "-1", "1e400", "-1e-400", "nan", "-inf", "0x10", "1_000", "007"]))
+NUMBERS = st.one_of(
+    st.integers(-(10**30), 10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["0", "-0", "1", "-1", "1e400", "-1e-400", "nan", "-inf", "0x10", "1_000", "007"]),
+)
 TEXT = st.text(st.sampled_from("abz09 _-.,:;/\\'\"$@#%^&*()[]{}<>=+~?!|`\t"), max_size=12)
-SPECIAL = st.sampled_from(["", "null", "true", "False", "''", "'a b'", "[]", "{}", "relu", "tanh", "cuda", "cpu",
-                           "mse", "float64", "train", "/nonexistent", "../x.png", "[1,2,3]", "[0.5,-1]"])
+SPECIAL = st.sampled_from(
+    [
+        "",
+        "null",
+        "true",
+        "False",
+        "''",
+        "'a b'",
+        "[]",
+        "{}",
+        "relu",
+        "tanh",
+        "cuda",
+        "cpu",
+        "mse",
+        "float64",
+        "train",
+        "/nonexistent",
+        "../x.png",
+        "[1,2,3]",
+        "[0.5,-1]",
+    ]
+)
 
 
 def interpolations(keys: list[str]) -> st.SearchStrategy[str]:
     """${...} values: to other keys (of other types), to nothing, through resolvers."""
-    return st.one_of(st.sampled_from(keys).map(lambda k: "${" + k + "}"), st.sampled_from(
-        ["${nope}", "${oc.env:HOME}", "${oc.env:NOPE_AECLI}", "${oc.env:NOPE_AECLI,3}", "${oc.decode:'[1'}",
-         "${oc.decode:'3'}", "${dataset}", "${now:%Y}", "${aecli_pid:}", "${oc.select:nope,1}"]))
+    return st.one_of(
+        st.sampled_from(keys).map(lambda k: "${" + k + "}"),
+        st.sampled_from(
+            [
+                "${nope}",
+                "${oc.env:HOME}",
+                "${oc.env:NOPE_AECLI}",
+                "${oc.env:NOPE_AECLI,3}",
+                "${oc.decode:'[1'}",
+                "${oc.decode:'3'}",
+                "${dataset}",
+                "${now:%Y}",
+                "${aecli_pid:}",
+                "${oc.select:nope,1}",
+            ]
+        ),
+    )
 
 
 def values(keys: list[str]) -> st.SearchStrategy[str]:
     scalars = st.one_of(NUMBERS, TEXT, SPECIAL, interpolations(keys))
-    return st.one_of(scalars, interpolations(keys), SPECIAL,
-                     st.lists(scalars, max_size=4).map(lambda v: "[" + ",".join(v) + "]"),
-                     st.dictionaries(st.sampled_from(["a", "b", "_target_"]), scalars, max_size=2).map(
-                         lambda d: "{" + ",".join(f"{k}:{v}" for k, v in d.items()) + "}"))
+    return st.one_of(
+        scalars,
+        interpolations(keys),
+        SPECIAL,
+        st.lists(scalars, max_size=4).map(lambda v: "[" + ",".join(v) + "]"),
+        st.dictionaries(st.sampled_from(["a", "b", "_target_"]), scalars, max_size=2).map(
+            lambda d: "{" + ",".join(f"{k}:{v}" for k, v in d.items()) + "}"
+        ),
+    )
 
 
 @st.composite
 def override_lines(draw, keys: list[str]) -> str:
-    key = draw(st.one_of(st.sampled_from(keys), st.sampled_from(keys), st.sampled_from(keys),
-                         st.sampled_from(keys).map(lambda k: k + draw(TEXT)),
-                         TEXT.filter(lambda k: k.strip(" \t") not in GROUPS)))
+    key = draw(
+        st.one_of(
+            st.sampled_from(keys),
+            st.sampled_from(keys),
+            st.sampled_from(keys),
+            st.sampled_from(keys).map(lambda k: k + draw(TEXT)),
+            TEXT.filter(lambda k: k.strip(" \t") not in GROUPS),
+        )
+    )
     prefix = draw(st.sampled_from(["", "", "", "", "+", "++", "~"]))
     if prefix == "~" and draw(st.booleans()):
         return f"~{key}"
     return f"{prefix}{key}={draw(values(keys))}"
 
 
-@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_random_overrides_end_in_a_handled_outcome(bases, data):
     base, keys = data.draw(st.sampled_from(bases), label="base")
@@ -486,13 +652,20 @@ def test_random_overrides_end_in_a_handled_outcome(bases, data):
     assert handled(outcome), f"{overrides}: unhandled {type(outcome).__name__}: {outcome}"
 
 
-GROUP_VALUES = st.one_of(st.sampled_from(["polynomial", "spiral", "null", "3", "1.5", "true", "[]", "{}", "''",
-                                          "relu", "nope", "[polynomial]", "mnist"]), TEXT)
+GROUP_VALUES = st.one_of(
+    st.sampled_from(
+        ["polynomial", "spiral", "null", "3", "1.5", "true", "[]", "{}", "''", "relu", "nope", "[polynomial]", "mnist"]
+    ),
+    TEXT,
+)
 
 
 @settings(max_examples=8, deadline=None, database=None)
-@given(group=st.sampled_from(sorted(GROUPS - {"hydra", "schema", ""}) + ["", "hydra/launcher"]),
-       value=GROUP_VALUES, prefix=st.sampled_from(["", "+", "~"]))
+@given(
+    group=st.sampled_from(sorted(GROUPS - {"hydra", "schema", ""}) + ["", "hydra/launcher"]),
+    value=GROUP_VALUES,
+    prefix=st.sampled_from(["", "+", "~"]),
+)
 def test_random_group_choices_end_in_a_handled_outcome(group, value, prefix):
     """Group overrides need the full composition (~0.3 s each): fewer examples."""
     overrides = [f"{prefix}{group}={value}"]
@@ -508,8 +681,16 @@ def test_error_map_on_data_that_is_not_2d_is_skipped_with_a_log_note(tmp_path, c
     """Not an error: a 3-D data set (even with a grid_extent set) gets every figure but the error map."""
     from aecli.pipeline import run
 
-    cfg = compose(["dataset=swiss_roll", "dataset.n=60", "dataset.grid_extent=[-1,1,-1,1]", "trainer.epochs=1",
-                   "trainer.progress=false", "plots.dpi=20"])
+    cfg = compose(
+        [
+            "dataset=swiss_roll",
+            "dataset.n=60",
+            "dataset.grid_extent=[-1,1,-1,1]",
+            "trainer.epochs=1",
+            "trainer.progress=false",
+            "plots.dpi=20",
+        ]
+    )
     with caplog.at_level(logging.INFO, logger="aecli"):
         summary = run(cfg, tmp_path / "run")
     assert summary["status"] == "completed"

@@ -12,9 +12,8 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import torch
-from omegaconf import OmegaConf
-
 from conftest import REPO, read_summary, run_cli
+from omegaconf import OmegaConf
 
 FIGURES = ["loss_curve.png", "latent.png", "reconstruction.png", "error_map.png"]
 
@@ -31,8 +30,14 @@ def test_end_to_end_run_writes_a_complete_folder(tmp_path):
     run_dir = only_run_dir(tmp_path)
     # Hydra's timestamped folder under outputs/ in the working directory
     assert run_dir.parent.name == time.strftime("%Y-%m-%d")
-    for name in [".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/last.pt", "metrics.csv",
-                 "summary.json", *FIGURES]:
+    for name in [
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "checkpoints/last.pt",
+        "metrics.csv",
+        "summary.json",
+        *FIGURES,
+    ]:
         assert (run_dir / name).is_file(), name
     for name in FIGURES:
         image = matplotlib.image.imread(run_dir / name)
@@ -77,10 +82,12 @@ def test_epochs_zero_writes_the_untrained_models_artifacts(tmp_path):
 
 
 def test_cfg_job_composes_without_importing_torch(tmp_path):
-    code = ("import sys; sys.argv = ['aecli', 'dataset=spiral', 'model=relu_nobias', '--cfg', 'job'];"
-            "from aecli.cli import main; main();"
-            "heavy = [m for m in ('torch', 'matplotlib', 'sklearn') if m in sys.modules];"
-            "assert not heavy, heavy")
+    code = (
+        "import sys; sys.argv = ['aecli', 'dataset=spiral', 'model=relu_nobias', '--cfg', 'job'];"
+        "from aecli.cli import main; main();"
+        "heavy = [m for m in ('torch', 'matplotlib', 'sklearn') if m in sys.modules];"
+        "assert not heavy, heavy"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     cfg = OmegaConf.create(proc.stdout)
@@ -100,8 +107,10 @@ def test_help_and_info_show_groups_and_the_packaged_search_path(tmp_path):
 
 
 def test_help_shows_the_config_its_overrides_compose_and_reports_bad_ones(tmp_path):
-    assert "\nmodel:\n  _target_: aecli.models.MLPAutoencoder\n  name: relu\n" in run_cli(
-        "model=relu", "--help", cwd=tmp_path).stdout
+    assert (
+        "\nmodel:\n  _target_: aecli.models.MLPAutoencoder\n  name: relu\n"
+        in run_cli("model=relu", "--help", cwd=tmp_path).stdout
+    )
     bad = run_cli("model=nope", "--help", cwd=tmp_path, check=False)
     assert bad.returncode == 1 and "Could not find 'model/nope'" in bad.stderr and "Traceback" not in bad.stderr
     import aecli
@@ -113,8 +122,9 @@ def test_run_from_another_directory_goes_to_that_directorys_outputs(tmp_path):
     elsewhere = tmp_path / "some" / "other" / "dir"
     elsewhere.mkdir(parents=True)
     script = Path(sys.executable).with_name("aecli")  # the installed console script, not python -m
-    proc = subprocess.run([str(script), "trainer.epochs=1", "plots.enabled=false"], cwd=elsewhere,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(script), "trainer.epochs=1", "plots.enabled=false"], cwd=elsewhere, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert read_summary(only_run_dir(elsewhere))["status"] == "completed"
     assert not (REPO / "some").exists()
@@ -122,8 +132,7 @@ def test_run_from_another_directory_goes_to_that_directorys_outputs(tmp_path):
 
 def test_runs_started_together_never_share_a_folder(tmp_path):
     cmd = [sys.executable, "-m", "aecli", "trainer.epochs=0", "plots.enabled=false"]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for _ in range(3)]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(3)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
     runs = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
     assert len(runs) == 3
@@ -137,21 +146,32 @@ def test_hydra_run_dir_and_multirun_sweep_dir(tmp_path):
     run_cli("-m", "model=linear,relu", "trainer.epochs=1", "plots.enabled=false", cwd=tmp_path)
     sweeps = list((tmp_path / "outputs" / "multirun").glob("*/*"))
     assert len(sweeps) == 1, sweeps  # sweeps live under outputs/ too
-    run_cli("-m", "dataset=polynomial,spiral", "trainer.epochs=1", "plots.enabled=false",
-            f"hydra.sweep.dir={tmp_path / 'my_sweep'}", cwd=tmp_path)
-    for sweep, key, values in [(sweeps[0], "model", ["linear", "relu"]),
-                               (tmp_path / "my_sweep", "dataset", ["polynomial", "spiral"])]:
+    run_cli(
+        "-m",
+        "dataset=polynomial,spiral",
+        "trainer.epochs=1",
+        "plots.enabled=false",
+        f"hydra.sweep.dir={tmp_path / 'my_sweep'}",
+        cwd=tmp_path,
+    )
+    for sweep, key, values in [
+        (sweeps[0], "model", ["linear", "relu"]),
+        (tmp_path / "my_sweep", "dataset", ["polynomial", "spiral"]),
+    ]:
         jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
         assert [read_summary(j)[key] for j in jobs] == values
         assert all(read_summary(j)["status"] == "completed" for j in jobs)
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("trainer.epochs=-1", "trainer.epochs=-1"),
-    ("optimizer.lr=0", "optimizer.lr=0"),
-    ("trainer.device=gpu", "trainer.device='gpu'"),
-    ("model.latent_activation=swish", "model.latent_activation='swish'"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("trainer.epochs=-1", "trainer.epochs=-1"),
+        ("optimizer.lr=0", "optimizer.lr=0"),
+        ("trainer.device=gpu", "trainer.device='gpu'"),
+        ("model.latent_activation=swish", "model.latent_activation='swish'"),
+    ],
+)
 def test_bad_values_give_one_sentence_and_no_completed_run(tmp_path, override, fragment):
     proc = run_cli(override, cwd=tmp_path, check=False)
     assert proc.returncode == 2
@@ -161,8 +181,11 @@ def test_bad_values_give_one_sentence_and_no_completed_run(tmp_path, override, f
 
 
 def test_typos_and_bad_types_are_caught_while_composing(tmp_path):
-    for override, fragment in [("trainer.epoch=3", "epoch"), ("trainer.epochs=abc", "epochs"),
-                               ("model=relu_bias", "relu_nobias")]:
+    for override, fragment in [
+        ("trainer.epoch=3", "epoch"),
+        ("trainer.epochs=abc", "epochs"),
+        ("model=relu_bias", "relu_nobias"),
+    ]:
         proc = run_cli(override, cwd=tmp_path, check=False)
         assert proc.returncode != 0 and fragment in proc.stderr, (override, proc.stderr)
         assert "Traceback" not in proc.stderr
@@ -172,13 +195,21 @@ def test_typos_and_bad_types_are_caught_while_composing(tmp_path):
 def test_non_editable_install_finds_its_packaged_configs(tmp_path):
     """pip-install a real wheel build into a folder and run it from elsewhere: conf/ ships inside."""
     target = tmp_path / "site"
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-                          str(REPO)], capture_output=True, text=True)
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(REPO)],
+        capture_output=True,
+        text=True,
+    )
     assert pip.returncode == 0, pip.stderr[-2000:]
     assert (target / "aecli" / "conf" / "model" / "tanh_nobias.yaml").is_file()
     env = {"PYTHONPATH": str(target)}
-    where = subprocess.run([sys.executable, "-c", "import aecli; print(aecli.__file__)"], cwd=tmp_path,
-                           env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    where = subprocess.run(
+        [sys.executable, "-c", "import aecli; print(aecli.__file__)"],
+        cwd=tmp_path,
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
     assert where.stdout.startswith(str(target)), where
     info = run_cli("--info", "searchpath", cwd=tmp_path, env=env).stdout
     assert "pkg://aecli.conf" in info
@@ -190,9 +221,20 @@ def test_non_editable_install_finds_its_packaged_configs(tmp_path):
 def test_ctrl_c_or_sigterm_stop_after_the_step_with_everything_written(tmp_path, signum):
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "aecli", "trainer.epochs=100000", "plots.enabled=false",
-                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aecli",
+            "trainer.epochs=100000",
+            "plots.enabled=false",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = tmp_path / "run" / "metrics.csv"
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
@@ -207,4 +249,5 @@ def test_ctrl_c_or_sigterm_stop_after_the_step_with_everything_written(tmp_path,
     assert int(rows[-1]["epoch"]) == summary["epochs"] == ckpt["epoch"]  # nothing lost, nothing half-written
     state = ckpt["train_state"]  # where, inside the next epoch, a resume picks up
     assert state["epoch"] == summary["epochs"] and state["steps"] == summary["steps"] == (
-        state["epoch"] * state["n_batches"] + state["batch"])
+        state["epoch"] * state["n_batches"] + state["batch"]
+    )

@@ -20,11 +20,14 @@ def generated() -> str:
 
 def test_readme_config_groups_are_up_to_date(generated):
     assert docs.read_block(README, "config-groups").strip() == generated.strip(), (
-        "README.md's config-group tables differ from conf/: run `python -m aecli.docs config-groups`")
+        "README.md's config-group tables differ from conf/: run `python -m aecli.docs config-groups`"
+    )
 
 
 def test_config_groups_list_every_option_with_its_description(generated):
-    sections = {m.group(1): m.group(2) for m in re.finditer(r"\*\*`([^`]+)`\*\*(.*?)(?=\n\*\*|\Z)", generated, re.DOTALL)}
+    sections = {
+        m.group(1): m.group(2) for m in re.finditer(r"\*\*`([^`]+)`\*\*(.*?)(?=\n\*\*|\Z)", generated, re.DOTALL)
+    }
     for path in sorted(docs.CONF.rglob("*.yaml")):
         if path.parent == docs.CONF:
             continue
@@ -40,8 +43,10 @@ def test_config_groups_list_every_option_with_its_description(generated):
 
 def test_description_is_the_first_sentence_of_the_header_comment(tmp_path):
     path = tmp_path / "x.yaml"
-    path.write_text("# @package _global_\n# Study `x`: a thing, e.g. this one. More text\n# here.\n"
-                    "#   aecli example\ndefaults: []\n")
+    path.write_text(
+        "# @package _global_\n# Study `x`: a thing, e.g. this one. More text\n# here.\n"
+        "#   aecli example\ndefaults: []\n"
+    )
     assert docs.description(path) == "Study `x`: a thing, e.g. this one."
     path.write_text("# runs it like this:\n#   aecli -m x=1,2\nfoo: 1\n")
     assert docs.description(path) == "runs it like this."
@@ -49,7 +54,8 @@ def test_description_is_the_first_sentence_of_the_header_comment(tmp_path):
 
 def test_readme_gallery_is_up_to_date_and_small():
     assert docs.read_block(README, "gallery").strip() == docs.gallery_markdown().strip(), (
-        "README.md's gallery differs from aecli/docs.py's GALLERY: run `python -m aecli.docs gallery`")
+        "README.md's gallery differs from aecli/docs.py's GALLERY: run `python -m aecli.docs gallery`"
+    )
     images = re.findall(r"!\[[^\]]*\]\((docs/gallery/[^)]+\.png)\)", docs.gallery_markdown())
     assert len(images) == len(docs.GALLERY)
     files = [REPO / image for image in images]

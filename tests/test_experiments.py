@@ -7,19 +7,26 @@ import json
 
 import matplotlib.image
 import numpy as np
+from conftest import run_cli
 from omegaconf import OmegaConf
 
 from aecli.report import read_jobs, swept_keys, write_comparison_figure, write_curve_overlay, write_tables
-from conftest import run_cli
 
 
 def test_nonlinear_2d_sweeps_the_studys_grid_and_compares_it(tmp_path):
-    run_cli("-m", "experiment=nonlinear_2d", "trainer.epochs=1", "plots.error_map_resolution=40",
-            f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    run_cli(
+        "-m",
+        "experiment=nonlinear_2d",
+        "trainer.epochs=1",
+        "plots.error_map_resolution=40",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
     sweep = tmp_path / "sweep"
     rows = sorted(csv.DictReader(open(sweep / "summary.csv")), key=lambda r: int(r["job"]))
     assert [(r["dataset"], r["model"]) for r in rows] == [
-        (d, m) for d in ("polynomial", "spiral") for m in ("linear", "relu", "relu_nobias", "tanh", "tanh_nobias")]
+        (d, m) for d in ("polynomial", "spiral") for m in ("linear", "relu", "relu_nobias", "tanh", "tanh_nobias")
+    ]
     assert all(r["status"] == "completed" and float(r["final_val_loss"]) > 0 for r in rows)
     job_cfg = OmegaConf.load(sweep / "7" / ".hydra" / "config.yaml")
     assert (job_cfg.seed, job_cfg.trainer.batch_size, job_cfg.optimizer.lr) == (1337, 32, 1e-3)
@@ -31,8 +38,10 @@ def test_nonlinear_2d_sweeps_the_studys_grid_and_compares_it(tmp_path):
 
 def test_nonlinear_2d_composes_with_study_settings(tmp_path):
     cfg = OmegaConf.create(run_cli("experiment=nonlinear_2d", "--cfg", "all", cwd=tmp_path).stdout)
-    assert dict(cfg.hydra.sweeper.params) == {"dataset": "polynomial,spiral",
-                                              "model": "linear,relu,relu_nobias,tanh,tanh_nobias"}
+    assert dict(cfg.hydra.sweeper.params) == {
+        "dataset": "polynomial,spiral",
+        "model": "linear,relu,relu_nobias,tanh,tanh_nobias",
+    }
     assert cfg.trainer.epochs == 60 and cfg.optimizer.name == "adam"
 
 
@@ -70,7 +79,9 @@ def test_summary_table_has_analysis_metrics_and_curves_overlay_every_job(tmp_pat
     assert write_tables(jobs, swept_keys(jobs), tmp_path, "rmse", descending=True) == "1"
     rows = list(csv.DictReader(open(tmp_path / "summary.csv")))  # sorted by rmse, highest first
     assert [(r["optimizer.lr"], r["rmse"], r["residual"], r["best"]) for r in rows] == [
-        ("0.01", "1.5", "0.25", "yes"), ("0.1", "0.5", "", "")]
+        ("0.01", "1.5", "0.25", "yes"),
+        ("0.1", "0.5", "", ""),
+    ]
     assert write_curve_overlay(jobs, ["optimizer.lr"], tmp_path / "epochs.png", steps=False)
     assert write_curve_overlay(jobs, ["optimizer.lr"], tmp_path / "steps.png", steps=True)  # one job has steps
     assert not write_curve_overlay(read_jobs(tmp_path / "0"), [], tmp_path / "none.png", steps=True)

@@ -15,16 +15,28 @@ import pytest
 import torch
 
 from aecli.config import ConfigError, compose
-from aecli.pipeline import run, resumed_config
+from aecli.pipeline import resumed_config, run
 from aecli.regularizers import Regularizer
 from aecli.run_files import CheckpointError, atomic_write, load_checkpoint, load_model
 from tests.conftest import read_summary, run_cli
 
 # Dropout and masking noise draw from torch's global generator, the data order from its own, and the
 # schedule decays the lr: a resume that restored any of these wrongly would give other weights.
-OVERRIDES = ["dataset=spiral", "dataset.n=300", "model=relu", "model.hidden_sizes=[16]", "model.dropout=0.1",
-             "regularizer=denoising", "regularizer.mask_rate=0.1", "optimizer.lr_decay=0.9", "trainer.epochs=6",
-             "trainer.checkpoint_every=2", "trainer.log_steps=true", "trainer.progress=false", "plots.enabled=false"]
+OVERRIDES = [
+    "dataset=spiral",
+    "dataset.n=300",
+    "model=relu",
+    "model.hidden_sizes=[16]",
+    "model.dropout=0.1",
+    "regularizer=denoising",
+    "regularizer.mask_rate=0.1",
+    "optimizer.lr_decay=0.9",
+    "trainer.epochs=6",
+    "trainer.checkpoint_every=2",
+    "trainer.log_steps=true",
+    "trainer.progress=false",
+    "plots.enabled=false",
+]
 STEPS_PER_EPOCH = 8  # 255 training points in batches of 32
 
 
@@ -49,7 +61,9 @@ def run_stopping_after(step: int | None, run_dir: Path, *extra: str) -> dict:
 def outcome(run_dir: Path) -> tuple[dict, list, str, dict]:
     """What must be identical: final weights, the losses of every epoch, every step's loss, best.pt."""
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    rows = [(r["epoch"], r["train_loss"], r["val_loss"], r["lr"]) for r in csv.DictReader(open(run_dir / "metrics.csv"))]
+    rows = [
+        (r["epoch"], r["train_loss"], r["val_loss"], r["lr"]) for r in csv.DictReader(open(run_dir / "metrics.csv"))
+    ]
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     return last["model"], rows, (run_dir / "steps.csv").read_text(), {"epoch": best["epoch"], **best["model"]}
 
@@ -60,7 +74,8 @@ def assert_same(a: tuple, b: tuple) -> None:
     assert rows_a == rows_b
     assert steps_a == steps_b
     assert best_a.keys() == best_b.keys() and all(
-        best_a[k] == best_b[k] if k == "epoch" else torch.equal(best_a[k], best_b[k]) for k in best_a)
+        best_a[k] == best_b[k] if k == "epoch" else torch.equal(best_a[k], best_b[k]) for k in best_a
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +85,11 @@ def reference(tmp_path_factory) -> tuple:
     return outcome(run_dir)
 
 
-@pytest.mark.parametrize("stops", [[1], [8], [9], [20, 21], [3, 27, 45]],
-                         ids=["first-step", "end-of-epoch-1", "start-of-epoch-2", "mid-epoch-twice", "three-stops"])
+@pytest.mark.parametrize(
+    "stops",
+    [[1], [8], [9], [20, 21], [3, 27, 45]],
+    ids=["first-step", "end-of-epoch-1", "start-of-epoch-2", "mid-epoch-twice", "three-stops"],
+)
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, reference, stops):
     done = 0
     for stop in stops:  # each stop: SIGTERM during that global step, then resume in the same folder
@@ -98,8 +116,13 @@ def test_best_checkpoint_holds_the_epoch_with_the_lowest_validation_loss(tmp_pat
     assert evaluate(model, data.val, "mse") == pytest.approx(float(best_row["val_loss"]), rel=1e-6)
 
 
-CLI_ARGS = ["dataset.n=200", "trainer.epochs=120", "trainer.checkpoint_every=1", "trainer.log_steps=true",
-            "plots.enabled=false"]
+CLI_ARGS = [
+    "dataset.n=200",
+    "trainer.epochs=120",
+    "trainer.checkpoint_every=1",
+    "trainer.log_steps=true",
+    "plots.enabled=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +145,9 @@ def assert_same_as(run_dir: Path, reference: Path) -> None:
 def start_and_wait_for_rows(cmd: list[str], metrics: Path, cwd: Path) -> subprocess.Popen:
     """Start `aecli ...` and return once it has written a metrics row beyond those already there."""
     before = len(metrics.read_text().splitlines()) if metrics.exists() else 0
-    proc = subprocess.Popen([sys.executable, "-m", "aecli", *cmd], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aecli", *cmd], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) <= max(before, 2)):
         time.sleep(0.01)
@@ -163,11 +187,14 @@ def test_kill_9_at_random_moments_never_loses_the_checkpoint_and_resume_still_ma
 
 def test_kill_9_in_the_middle_of_a_checkpoint_write_leaves_the_previous_one(tmp_path):
     target = tmp_path / "last.pt"
-    atomic_write(target, lambda f: torch.save({"model": {"w": torch.ones(3)}, "config_yaml": "", "epoch": 1,
-                                               "metrics": []}, f))
-    writer = (f"import time, torch; from pathlib import Path; from aecli.run_files import atomic_write\n"
-              f"def half(f):\n    f.write(b'PK' * 1000); f.flush(); print('writing', flush=True); time.sleep(60)\n"
-              f"atomic_write(Path({str(target)!r}), half)\n")
+    atomic_write(
+        target, lambda f: torch.save({"model": {"w": torch.ones(3)}, "config_yaml": "", "epoch": 1, "metrics": []}, f)
+    )
+    writer = (
+        f"import time, torch; from pathlib import Path; from aecli.run_files import atomic_write\n"
+        f"def half(f):\n    f.write(b'PK' * 1000); f.flush(); print('writing', flush=True); time.sleep(60)\n"
+        f"atomic_write(Path({str(target)!r}), half)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "writing"  # the new file is half written right now
     proc.kill()
@@ -199,16 +226,27 @@ def test_tampered_checkpoints_give_one_sentence_and_unpickle_nothing(tmp_path, d
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(path)
     assert len(str(err.value).splitlines()) == 1 and str(path) in str(err.value)
-    proc = run_cli("dataset.n=200", "trainer.epochs=2", f"trainer.resume_from={path}",
-                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False) if damage == "truncated" else None
+    proc = (
+        run_cli(
+            "dataset.n=200",
+            "trainer.epochs=2",
+            f"trainer.resume_from={path}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            cwd=tmp_path,
+            check=False,
+        )
+        if damage == "truncated"
+        else None
+    )
     if proc is not None:  # the same through the command line: exit 2, one line, no traceback
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "not a readable aecli checkpoint" in proc.stderr
 
 
 def test_resume_refuses_other_settings_and_a_diverged_run(tmp_path, run_in_process):
-    summary, run_dir = run_in_process("dataset.n=200", "trainer.epochs=3", "optimizer=sgd", "optimizer.lr=50",
-                                      "model=mlp")
+    summary, run_dir = run_in_process(
+        "dataset.n=200", "trainer.epochs=3", "optimizer=sgd", "optimizer.lr=50", "model=mlp"
+    )
     assert summary["status"] == "diverged" and 1 <= summary["diverged_at_step"] <= 6  # inside epoch 1
     with pytest.raises(ConfigError, match="diverged"):
         resumed_config(str(run_dir), [])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from omegaconf import OmegaConf
 
 from aecli import mnist_files, plots
@@ -23,7 +24,6 @@ from aecli.config import ConfigError, compose
 from aecli.data import digits, mnist
 from aecli.models import MLPAutoencoder
 from aecli.regularizers import Regularizer, masking_noise
-from conftest import run_cli
 
 EXPERIMENTS = ["mnist_bottleneck", "mnist_wide", "mnist_denoising"]
 N_TRAIN, N_TEST = 300, 60
@@ -43,10 +43,18 @@ def tiny_mnist(tmp_path, monkeypatch):
     folder = tmp_path / "mnist"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    arrays = {"train_images": rng.integers(0, 256, (N_TRAIN, 28, 28)), "train_labels": rng.integers(0, 10, N_TRAIN),
-              "test_images": rng.integers(0, 256, (N_TEST, 28, 28)), "test_labels": rng.integers(0, 10, N_TEST)}
-    names = {"train_images": "train-images-idx3-ubyte.gz", "train_labels": "train-labels-idx1-ubyte.gz",
-             "test_images": "t10k-images-idx3-ubyte.gz", "test_labels": "t10k-labels-idx1-ubyte.gz"}
+    arrays = {
+        "train_images": rng.integers(0, 256, (N_TRAIN, 28, 28)),
+        "train_labels": rng.integers(0, 10, N_TRAIN),
+        "test_images": rng.integers(0, 256, (N_TEST, 28, 28)),
+        "test_labels": rng.integers(0, 10, N_TEST),
+    }
+    names = {
+        "train_images": "train-images-idx3-ubyte.gz",
+        "train_labels": "train-labels-idx1-ubyte.gz",
+        "test_images": "t10k-images-idx3-ubyte.gz",
+        "test_labels": "t10k-labels-idx1-ubyte.gz",
+    }
     for key, name in names.items():
         write_idx(folder / name, arrays[key], 2051 if "images" in key else 2049)
     return folder, arrays
@@ -106,8 +114,11 @@ def test_download_checks_the_checksum_and_saves_atomically(tiny_mnist, monkeypat
     name = "t10k-images-idx3-ubyte.gz"
     payload = (folder / name).read_bytes()
     (folder / name).unlink()
-    monkeypatch.setitem(mnist_files.STANDARD_FILES, name, mnist_files.StandardFile(
-        len(payload), hashlib.md5(payload).hexdigest(), hashlib.sha256(payload).hexdigest()))
+    monkeypatch.setitem(
+        mnist_files.STANDARD_FILES,
+        name,
+        mnist_files.StandardFile(len(payload), hashlib.md5(payload).hexdigest(), hashlib.sha256(payload).hexdigest()),
+    )
     served = []
 
     def mirror(url, timeout):
@@ -200,18 +211,31 @@ def test_experiments_compose_with_the_studys_settings():
 
 def test_missing_mnist_stops_the_run_with_the_one_sentence(tmp_path):
     env = {"AECLI_MNIST_DIR": str(tmp_path / "nowhere"), "SCIKIT_LEARN_DATA": str(tmp_path / "nocache")}
-    proc = run_cli("experiment=mnist_bottleneck", "dataset.download=false", f"hydra.run.dir={tmp_path / 'run'}",
-                   cwd=tmp_path, env=env, check=False)
+    proc = run_cli(
+        "experiment=mnist_bottleneck",
+        "dataset.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("aecli: error: 4 of the 4 MNIST files are missing from")
     assert str(tmp_path / "nowhere") in proc.stderr and "AECLI_MNIST_DIR" in proc.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
 
 
-FIGURES = {"mnist_bottleneck": ["reconstructions.png", "encoder_filters.png", "latent_2d.png",
-                                "latent_manifold.png", "decoded_point.png"],
-           "mnist_wide": ["reconstructions.png", "encoder_filters.png", "latent_3d.png"],
-           "mnist_denoising": ["denoising.png", "reconstructions.png", "encoder_filters.png"]}
+FIGURES = {
+    "mnist_bottleneck": [
+        "reconstructions.png",
+        "encoder_filters.png",
+        "latent_2d.png",
+        "latent_manifold.png",
+        "decoded_point.png",
+    ],
+    "mnist_wide": ["reconstructions.png", "encoder_filters.png", "latent_3d.png"],
+    "mnist_denoising": ["denoising.png", "reconstructions.png", "encoder_filters.png"],
+}
 
 
 FAST = {"mnist_bottleneck": ["analyses.latent_manifold.n=3"], "mnist_wide": [], "mnist_denoising": []}
@@ -221,8 +245,14 @@ FAST = {"mnist_bottleneck": ["analyses.latent_manifold.n=3"], "mnist_wide": [], 
 def test_experiment_runs_on_tiny_mnist_and_on_digits(experiment, tiny_mnist, run_in_process):
     folder, _ = tiny_mnist
     for data_overrides in ([f"dataset.root={folder}", "dataset.download=false"], ["dataset=digits"]):
-        summary, run_dir = run_in_process(f"experiment={experiment}", *data_overrides, "trainer.epochs=1",
-                                          "trainer.batch_size=64", "plots.dpi=20", *FAST[experiment])
+        summary, run_dir = run_in_process(
+            f"experiment={experiment}",
+            *data_overrides,
+            "trainer.epochs=1",
+            "trainer.batch_size=64",
+            "plots.dpi=20",
+            *FAST[experiment],
+        )
         assert summary["status"] == "completed", summary
         assert all((run_dir / f).stat().st_size > 500 for f in FIGURES[experiment])
         metrics = summary["metrics"]
@@ -293,12 +323,19 @@ def tiny_context(tmp_path, model, val, train=None, train_labels=None, val_labels
     from aecli.data import Dataset
 
     train = val if train is None else train
-    data = Dataset("tiny", torch.as_tensor(train).float(), torch.as_tensor(val).float(),
-                   np.zeros(len(train), int) if train_labels is None else train_labels,
-                   np.zeros(len(val), int) if val_labels is None else val_labels, "digit",
-                   train_labels=None if train_labels is None else train_labels[:, None],
-                   val_labels=None if val_labels is None else val_labels[:, None], label_names=("digit",),
-                   image_shape=(2, 2), val_name="test")
+    data = Dataset(
+        "tiny",
+        torch.as_tensor(train).float(),
+        torch.as_tensor(val).float(),
+        np.zeros(len(train), int) if train_labels is None else train_labels,
+        np.zeros(len(val), int) if val_labels is None else val_labels,
+        "digit",
+        train_labels=None if train_labels is None else train_labels[:, None],
+        val_labels=None if val_labels is None else val_labels[:, None],
+        label_names=("digit",),
+        image_shape=(2, 2),
+        val_name="test",
+    )
     cfg = OmegaConf.create({"regularizer": {"mask_rate": mask_rate}})
     return RunContext(cfg, model, model, None, data, [], torch.device("cpu"), torch.float32, tmp_path, "tiny", 40)
 

@@ -11,17 +11,24 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from omegaconf import OmegaConf
 
 from aecli.analyses import RunContext
 from aecli.analyses.activations import hidden_activations, sparsity
-from aecli.analyses.rectangle import (decoder_curve, distance_to_polyline, encoder_shift, encoder_shift_grid,
-                                      length_inside, log_step_variability, rank_correlation)
+from aecli.analyses.rectangle import (
+    decoder_curve,
+    distance_to_polyline,
+    encoder_shift,
+    encoder_shift_grid,
+    length_inside,
+    log_step_variability,
+    rank_correlation,
+)
 from aecli.config import ConfigError, compose
 from aecli.data import rectangle
 from aecli.models import MLPAutoencoder
 from aecli.run_files import load_checkpoint
-from conftest import run_cli
 
 TINY = ["trainer.epochs=2", "dataset.n=24", "plots.error_map_resolution=20", "plots.dpi=40"]
 CPU = torch.device("cpu")
@@ -42,20 +49,52 @@ def compose_with_sweep(*overrides: str) -> tuple[OmegaConf, dict]:
     return cfg, ({} if params is None else dict(OmegaConf.to_container(params)))
 
 
-@pytest.mark.parametrize("experiment, expected, sweep", [
-    ("rectangle_capacity", {"model.name": "big", "trainer.batch_size": 8, "trainer.drop_last": True,
-                            "trainer.shuffle": True, "trainer.log_steps": True, "optimizer.name": "adam",
-                            "optimizer.lr": 1e-3},
-     {"model": "pca,small,big"}),
-    ("rectangle_frozen_decoder", {"model.decoder_from": "train", "model.freeze_decoder": True,
-                                  "optimizer.lr": 0.01, "source.optimizer.lr": 1e-3, "trainer.batch_size": 8},
-     {}),
-    ("rectangle_gd_vs_sgd", {"optimizer.name": "sgd", "optimizer.lr": 1e-3, "trainer.batch_size": 100,
-                             "trainer.shuffle": False, "trainer.drop_last": False, "trainer.log_steps": True},
-     {"variant": "gd,sgd"}),
-    ("activation_penalty", {"model.name": "big", "regularizer.name": "none", "trainer.batch_size": 8},
-     {"regularizer": "none,activation_l1,activation_l2"}),
-])
+@pytest.mark.parametrize(
+    "experiment, expected, sweep",
+    [
+        (
+            "rectangle_capacity",
+            {
+                "model.name": "big",
+                "trainer.batch_size": 8,
+                "trainer.drop_last": True,
+                "trainer.shuffle": True,
+                "trainer.log_steps": True,
+                "optimizer.name": "adam",
+                "optimizer.lr": 1e-3,
+            },
+            {"model": "pca,small,big"},
+        ),
+        (
+            "rectangle_frozen_decoder",
+            {
+                "model.decoder_from": "train",
+                "model.freeze_decoder": True,
+                "optimizer.lr": 0.01,
+                "source.optimizer.lr": 1e-3,
+                "trainer.batch_size": 8,
+            },
+            {},
+        ),
+        (
+            "rectangle_gd_vs_sgd",
+            {
+                "optimizer.name": "sgd",
+                "optimizer.lr": 1e-3,
+                "trainer.batch_size": 100,
+                "trainer.shuffle": False,
+                "trainer.drop_last": False,
+                "trainer.log_steps": True,
+            },
+            {"variant": "gd,sgd"},
+        ),
+        (
+            "activation_penalty",
+            {"model.name": "big", "regularizer.name": "none", "trainer.batch_size": 8},
+            {"regularizer": "none,activation_l1,activation_l2"},
+        ),
+    ],
+)
 def test_experiments_compose_with_the_studys_settings(experiment, expected, sweep):
     cfg, swept = compose_with_sweep(f"experiment={experiment}")
     assert cfg.dataset.name == "rectangle" and cfg.dataset.n == 100 and cfg.dataset.train_fraction == 1.0
@@ -101,15 +140,27 @@ def test_frozen_decoder_keeps_the_source_decoder_bit_for_bit(run_in_process):
 
 def test_encoder_shift_without_a_source_is_a_one_sentence_error(run_in_process):
     with pytest.raises(ConfigError, match="model.decoder_from=None is not allowed"):
-        run_in_process("experiment=rectangle_frozen_decoder", "model.decoder_from=null",
-                       "model.freeze_decoder=false", "trainer.epochs=0", "dataset.n=24")
+        run_in_process(
+            "experiment=rectangle_frozen_decoder",
+            "model.decoder_from=null",
+            "model.freeze_decoder=false",
+            "trainer.epochs=0",
+            "dataset.n=24",
+        )
 
 
 def test_gd_vs_sgd_sweep_logs_every_step_and_sgd_jumps_more(tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli("-m", "experiment=rectangle_gd_vs_sgd", "trainer.epochs=3", "dataset.n=20", "plots.enabled=false",
-            "plots.dpi=40",
-            f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    run_cli(
+        "-m",
+        "experiment=rectangle_gd_vs_sgd",
+        "trainer.epochs=3",
+        "dataset.n=20",
+        "plots.enabled=false",
+        "plots.dpi=40",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     steps = {}
     for job, variant in [("0", "gd"), ("1", "sgd")]:
         with open(sweep / job / "steps.csv", newline="") as f:
@@ -140,14 +191,14 @@ def test_decoder_curve_is_the_decoders_output_at_exactly_the_requested_codes():
     np.testing.assert_allclose(curve, [[-1.0, -4.0], [1.0, -1.0], [6.0, 6.5]])
     big = MLPAutoencoder(2, [50, 50, 50], latent_dim=1).double()
     z = np.linspace(-10, 10, 7)
-    np.testing.assert_array_equal(decoder_curve(big, z),
-                                  big.decode(torch.tensor(z).reshape(-1, 1)).detach().numpy())
+    np.testing.assert_array_equal(decoder_curve(big, z), big.decode(torch.tensor(z).reshape(-1, 1)).detach().numpy())
 
 
 def test_polyline_distance_length_and_step_variability_known_answers():
     segment = np.array([[0.0, 0.0], [1.0, 0.0]])
-    np.testing.assert_allclose(distance_to_polyline(np.array([[0.5, 1.0], [2.0, 0.0], [-3.0, 4.0]]), segment),
-                               [1.0, 1.0, 5.0])
+    np.testing.assert_allclose(
+        distance_to_polyline(np.array([[0.5, 1.0], [2.0, 0.0], [-3.0, 4.0]]), segment), [1.0, 1.0, 5.0]
+    )
     assert length_inside(np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]]), (-1, 2, -1, 1)) == 1.0
     assert log_step_variability(0.5 ** np.arange(10.0)) == pytest.approx(0.0, abs=1e-12)  # smooth decay
     assert log_step_variability(np.exp([0.0, 1.0, 0.0, 1.0])) == pytest.approx(np.std([1.0, -1.0, 1.0]))
@@ -159,8 +210,19 @@ def test_encoder_shift_is_zero_everywhere_when_the_encoders_are_the_same(tmp_pat
     points = np.random.default_rng(0).uniform(-5, 5, (500, 2))
     assert np.all(encoder_shift_grid(model, copy.deepcopy(model), points, CPU, torch.float32) == 0)
     cfg = compose(["experiment=rectangle_frozen_decoder"])
-    ctx = RunContext(cfg, model, copy.deepcopy(model), copy.deepcopy(model), rectangle(n=30, seed=0), [], CPU,
-                     torch.float32, tmp_path, "rectangle / big", 40)
+    ctx = RunContext(
+        cfg,
+        model,
+        copy.deepcopy(model),
+        copy.deepcopy(model),
+        rectangle(n=30, seed=0),
+        [],
+        CPU,
+        torch.float32,
+        tmp_path,
+        "rectangle / big",
+        40,
+    )
     model.train()
     m = encoder_shift(ctx, resolution=30, near=2.0, far=0.5)  # an untrained curve: widen "near"
     assert model.training  # the analyses restore the model's mode

@@ -10,6 +10,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
+from conftest import read_summary, run_cli
 from omegaconf import OmegaConf
 
 from aecli.analyses import RunContext
@@ -18,10 +19,13 @@ from aecli.analyses.swiss_roll import new_roll, reconstruct, rmse
 from aecli.config import ConfigError
 from aecli.data import beta_curve_grid, beta_curves, swiss_roll
 from aecli.models import MLPAutoencoder
-from conftest import read_summary, run_cli
 
-SWISS_ROLL_FIGURES = ["encoded_training_roll.png", "decoded_training_roll.png", "encoded_new_roll.png",
-                      "decoded_new_roll.png"]
+SWISS_ROLL_FIGURES = [
+    "encoded_training_roll.png",
+    "decoded_training_roll.png",
+    "encoded_new_roll.png",
+    "decoded_new_roll.png",
+]
 BETA_FIGURES = ["latent_histograms.png", "latent_inversion.png"]
 
 
@@ -34,10 +38,19 @@ def assert_image(path) -> None:
 def test_swiss_roll_composes_with_the_studys_settings(tmp_path):
     cfg = OmegaConf.create(run_cli("experiment=swiss_roll", "--cfg", "job", cwd=tmp_path).stdout)
     assert (cfg.dataset.name, cfg.dataset.n, cfg.dataset.noise, cfg.dataset.train_fraction) == (
-        "swiss_roll", 1500, 0.05, 1.0)
+        "swiss_roll",
+        1500,
+        0.05,
+        1.0,
+    )
     m = cfg.model
     assert (list(m.hidden_sizes), m.latent_dim, m.activation, m.dropout, m.latent_batchnorm) == (
-        [128, 64], 2, "relu", 0.2, True)
+        [128, 64],
+        2,
+        "relu",
+        0.2,
+        True,
+    )
     t = cfg.trainer
     assert (t.epochs, t.batch_size, t.loss, t.dtype) == (5000, 1500, "mse", "float64")
     assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.lr_decay) == ("adam", 1e-3, None)
@@ -48,8 +61,7 @@ def test_beta_curves_composes_with_the_studys_settings(tmp_path):
     cfg = OmegaConf.create(run_cli("experiment=beta_curves", "--cfg", "job", cwd=tmp_path).stdout)
     d = cfg.dataset
     assert (d.name, d.n, d.points, d.grid_min, d.grid_max, d.param_max) == ("beta", 10000, 100, 0.01, 0.99, 5.0)
-    assert (list(cfg.model.hidden_sizes), cfg.model.latent_dim, cfg.model.latent_activation) == (
-        [128], 2, "identity")
+    assert (list(cfg.model.hidden_sizes), cfg.model.latent_dim, cfg.model.latent_activation) == ([128], 2, "identity")
     assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.lr_decay) == ("adam", 1e-4, 0.99)
     t = cfg.trainer
     assert (t.epochs, t.batch_size, t.loss, t.shuffle) == (20, 1, "sse", False)
@@ -76,8 +88,9 @@ def test_study_models_have_the_studys_layers():
 
 # ------------------------------------------------------------------ end to end
 def test_swiss_roll_runs_end_to_end(run_in_process):
-    summary, run_dir = run_in_process("experiment=swiss_roll", "trainer.epochs=3", "dataset.n=200",
-                                      "analyses.new_roll.n=300", "plots.dpi=60")
+    summary, run_dir = run_in_process(
+        "experiment=swiss_roll", "trainer.epochs=3", "dataset.n=200", "analyses.new_roll.n=300", "plots.dpi=60"
+    )
     assert summary["status"] == "completed" and summary["steps"] == 3  # full batch: one step an epoch
     assert summary["dtype"] == "float64"
     metrics = summary["metrics"]
@@ -92,8 +105,17 @@ def test_swiss_roll_runs_end_to_end(run_in_process):
 
 def test_beta_curves_runs_end_to_end_and_sweeps_batch_size(tmp_path):
     # the runner's own figures off (plots.enabled=false) and a low dpi: the analyses' figures still come
-    run_cli("-m", "experiment=beta_curves", "dataset.n=200", "trainer.epochs=1", "trainer.batch_size=16,64",
-            "plots.enabled=false", "plots.dpi=60", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    run_cli(
+        "-m",
+        "experiment=beta_curves",
+        "dataset.n=200",
+        "trainer.epochs=1",
+        "trainer.batch_size=16,64",
+        "plots.enabled=false",
+        "plots.dpi=60",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
     sweep = tmp_path / "sweep"
     rows = sorted(csv.DictReader(open(sweep / "summary.csv")), key=lambda r: int(r["job"]))
     assert [r["trainer.batch_size"] for r in rows] == ["16", "64"]
@@ -196,8 +218,19 @@ def fake_context(tmp_path, dataset: dict, latent_dim: int = 2) -> RunContext:
     cfg = OmegaConf.create({"seed": 5, "dataset": dataset, "model": {"latent_dim": latent_dim}})
     model = MLPAutoencoder(3, [], latent_dim)
     no_data = None  # the settings are checked before any data is read
-    return RunContext(cfg, model, model, None, no_data, [], torch.device("cpu"), torch.float32,  # type: ignore[arg-type]
-                      tmp_path, "test", 50)
+    return RunContext(
+        cfg,
+        model,
+        model,
+        None,
+        no_data,
+        [],
+        torch.device("cpu"),
+        torch.float32,  # type: ignore[arg-type]
+        tmp_path,
+        "test",
+        50,
+    )
 
 
 def test_analyses_reject_bad_settings_with_one_sentence(tmp_path):
@@ -222,8 +255,19 @@ def test_latent_histograms_summarise_the_code_of_every_curve(tmp_path):
     model = MLPAutoencoder(100, [], 2, init="zeros")  # zero weights: every code is the encoder's bias
     with torch.no_grad():
         model.encoder[0].bias.copy_(torch.tensor([1.5, -2.0]))
-    ctx = RunContext(OmegaConf.create({"seed": 0}), model, model, None, data, [], torch.device("cpu"),
-                     torch.float32, tmp_path, "test", 110)
+    ctx = RunContext(
+        OmegaConf.create({"seed": 0}),
+        model,
+        model,
+        None,
+        data,
+        [],
+        torch.device("cpu"),
+        torch.float32,
+        tmp_path,
+        "test",
+        110,
+    )
     metrics = latent_histograms(ctx)
     assert metrics == pytest.approx({"c1_mean": 1.5, "c1_std": 0.0, "c2_mean": -2.0, "c2_std": 0.0})
     assert_image(tmp_path / "latent_histograms.png")

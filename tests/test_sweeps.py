@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import read_summary, run_cli
 
 QUICK = ["trainer.epochs=1", "plots.error_map_resolution=30", "hydra/job_logging=disabled"]
@@ -33,7 +32,9 @@ def four_job_sweep(tmp_path_factory) -> Path:
 def test_every_multirun_ends_with_a_report(four_job_sweep):
     rows = summary_rows(four_job_sweep)
     assert len(rows) == 4 and all(r["status"] == "completed" for r in rows)
-    assert {(r["dataset"], r["model"]) for r in rows} == {(d, m) for d in ("polynomial", "spiral") for m in ("linear", "tanh")}
+    assert {(r["dataset"], r["model"]) for r in rows} == {
+        (d, m) for d in ("polynomial", "spiral") for m in ("linear", "tanh")
+    }
     losses = [float(r["final_val_loss"]) for r in rows]
     assert losses == sorted(losses)  # sorted by the default metric, lowest first
     assert [r["best"] for r in rows] == ["yes", "", "", ""]
@@ -48,8 +49,9 @@ def test_every_multirun_ends_with_a_report(four_job_sweep):
 
 def test_a_failing_job_is_reported_and_the_others_still_run(tmp_path):
     # optimizer.lr=0 is refused by validation: that job fails, the three others complete
-    proc = run_cli("-m", "optimizer.lr=0.001,0,0.01,0.003", *QUICK, f"hydra.sweep.dir={tmp_path / 's'}",
-                   cwd=tmp_path, check=False)
+    proc = run_cli(
+        "-m", "optimizer.lr=0.001,0,0.01,0.003", *QUICK, f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path, check=False
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "1 job(s) of the sweep did not complete" in proc.stderr
     rows = {r["optimizer.lr"]: r for r in summary_rows(tmp_path / "s")}
@@ -67,24 +69,33 @@ def test_aecli_report_rebuilds_a_partial_sweep(four_job_sweep, tmp_path):
         (partial / name).unlink()
     (partial / "2" / "summary.json").unlink()  # a job still running (or killed before its first write)
     script = Path(sys.executable).with_name("aecli-report")
-    proc = subprocess.run([str(script), str(partial), "--sort-by", "wall_seconds", "--descending"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(script), str(partial), "--sort-by", "wall_seconds", "--descending"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert "4 jobs (3 completed, 1 missing)" in proc.stdout
     rows = summary_rows(partial)
     assert [r["status"] for r in rows][-1] == "missing" and len(rows) == 4
     seconds = [float(r["wall_seconds"]) for r in rows[:3]]
     assert seconds == sorted(seconds, reverse=True)
-    bad = subprocess.run([sys.executable, "-m", "aecli.report", str(tmp_path / "nowhere")], capture_output=True,
-                         text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "aecli.report", str(tmp_path / "nowhere")], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not a sweep folder" in bad.stderr
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_plugin_launchers_run_and_report_the_same_way(tmp_path, launcher):
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=5"]
-    run_cli("-m", f"hydra/launcher={launcher}", *extra, "model=linear,tanh", *QUICK,
-            f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
+    run_cli(
+        "-m",
+        f"hydra/launcher={launcher}",
+        *extra,
+        "model=linear,tanh",
+        *QUICK,
+        f"hydra.sweep.dir={tmp_path / 's'}",
+        cwd=tmp_path,
+    )
     rows = summary_rows(tmp_path / "s")
     assert sorted(r["model"] for r in rows) == ["linear", "tanh"]
     assert all(r["status"] == "completed" for r in rows)
@@ -96,8 +107,15 @@ def test_plugin_launchers_run_and_report_the_same_way(tmp_path, launcher):
 
 
 def test_optuna_search_marks_the_best_trial(tmp_path):
-    run_cli("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", "dataset=spiral", *QUICK,
-            f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
+    run_cli(
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        "dataset=spiral",
+        *QUICK,
+        f"hydra.sweep.dir={tmp_path / 's'}",
+        cwd=tmp_path,
+    )
     rows = summary_rows(tmp_path / "s")
     assert len(rows) == 3 and all(r["status"] == "completed" for r in rows)
     best = min(rows, key=lambda r: float(r["final_val_loss"]))
@@ -111,7 +129,8 @@ def test_optuna_search_marks_the_best_trial(tmp_path):
 # --------------------------------------------------------------------------- the page in a real browser
 PROBE = """<script>
 window.__errors = [];
-window.addEventListener("error", e => __errors.push(e.message || ("failed to load " + (e.target.src || e.target))), true);
+window.addEventListener("error",
+  e => __errors.push(e.message || ("failed to load " + (e.target.src || e.target))), true);
 const consoleError = console.error;
 console.error = (...args) => { __errors.push(args.join(" ")); consoleError(...args); };
 window.addEventListener("load", () => {
@@ -147,9 +166,23 @@ def test_report_page_renders_in_a_headless_browser(four_job_sweep, tmp_path):
     page = (four_job_sweep / "index.html").read_text()
     probe_page = four_job_sweep / "index_probe.html"  # beside the real page, so relative links resolve the same
     probe_page.write_text(page.replace("<head>", "<head>" + PROBE, 1))
-    proc = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
-                           "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom",
-                           probe_page.as_uri()], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            browser(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe_page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     probe_page.unlink()
     dom = proc.stdout
     assert 'id="probe"' in dom, proc.stderr[-2000:]
@@ -164,9 +197,20 @@ def test_report_page_renders_in_a_headless_browser(four_job_sweep, tmp_path):
 def test_slurm_launcher_config_composes_with_cluster_settings(tmp_path):
     from omegaconf import OmegaConf
 
-    out = run_cli("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1",
-                  "hydra.launcher.array_parallelism=8", "--cfg", "hydra", cwd=tmp_path).stdout
+    out = run_cli(
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.gpus_per_node=1",
+        "hydra.launcher.array_parallelism=8",
+        "--cfg",
+        "hydra",
+        cwd=tmp_path,
+    ).stdout
     launcher = OmegaConf.create(out).hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.array_parallelism, launcher.timeout_min) == (
-        "gpu", 1, 8, 60)
+        "gpu",
+        1,
+        8,
+        60,
+    )

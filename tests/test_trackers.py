@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import read_summary, run_cli
 
 from aecli.config import ConfigError
-from conftest import read_summary, run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")  # mlflow's
 TINY = ["trainer.epochs=3", "dataset.n=200", "trainer.num_threads=1", "plots.error_map_resolution=50"]
@@ -82,7 +82,8 @@ def test_tensorboard_logs_scalars_figures_and_hparams(run_in_process):
     assert start.hparams["status"].string_value == "completed"
     experiment = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/experiment"]).experiment
     assert {"final_val_loss", "best_val_loss", "error_map_share_below_threshold"} <= {
-        m.name.tag for m in experiment.metric_infos}
+        m.name.tag for m in experiment.metric_infos
+    }
     assert events.Scalars("final_val_loss")[-1].value == pytest.approx(summary["final_val_loss"], rel=1e-6)
 
 
@@ -108,16 +109,18 @@ def test_mlflow_logs_params_metrics_and_artifacts_and_marks_failures(run_in_proc
     assert run.data.metrics["final_val_loss"] == summary["final_val_loss"]
     assert run.data.metrics["error_map_share_below_threshold"] == summary["metrics"]["error_map_share_below_threshold"]
 
-    artifacts = {f.path for folder in (None, "figures", "checkpoints")
-                 for f in client.list_artifacts(run.info.run_id, folder)}
+    artifacts = {
+        f.path for folder in (None, "figures", "checkpoints") for f in client.list_artifacts(run.info.run_id, folder)
+    }
     assert {"config.yaml", "summary.json", "checkpoints/last.pt"} <= artifacts
     assert {f"figures/{p.name}" for p in run_dir.glob("*.png")} == {a for a in artifacts if a.startswith("figures/")}
     assert len(list(run_dir.glob("*.png"))) >= 4
 
     with pytest.raises(ConfigError, match="input_dim"):  # fails after the tracker started, before training
         run_in_process("logger=mlflow", "model.input_dim=3", *TINY)
-    failed = client.search_runs([experiment.experiment_id],
-                                f"tags.`aecli.run_dir` = '{run_dir.parent.resolve() / 'run1'}'")
+    failed = client.search_runs(
+        [experiment.experiment_id], f"tags.`aecli.run_dir` = '{run_dir.parent.resolve() / 'run1'}'"
+    )
     assert len(failed) == 1 and failed[0].info.status == "FAILED" and "input_dim" in failed[0].data.tags["aecli.error"]
 
     def ctrl_c(*args, **kwargs):
@@ -126,8 +129,9 @@ def test_mlflow_logs_params_metrics_and_artifacts_and_marks_failures(run_in_proc
     monkeypatch.setattr("aecli.pipeline.fit", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         run_in_process("logger=mlflow", *TINY)
-    [killed] = client.search_runs([experiment.experiment_id],
-                                  f"tags.`aecli.run_dir` = '{run_dir.parent.resolve() / 'run2'}'")
+    [killed] = client.search_runs(
+        [experiment.experiment_id], f"tags.`aecli.run_dir` = '{run_dir.parent.resolve() / 'run2'}'"
+    )
     assert killed.info.status == "KILLED" and killed.data.tags["aecli.status"] == "interrupted"
 
 
@@ -136,8 +140,16 @@ def test_a_sweep_gets_one_tensorboard_dir_and_one_mlflow_parent(mlflow_home):
     to where aecli started) one parent run for the sweep with the two jobs nested under it."""
     from mlflow import MlflowClient
 
-    run_cli("-m", "seed=1,2", "logger=[tensorboard,mlflow]", *TINY, "plots.enabled=false",
-            "hydra/job_logging=disabled", "hydra.sweep.dir=sweep", cwd=mlflow_home)
+    run_cli(
+        "-m",
+        "seed=1,2",
+        "logger=[tensorboard,mlflow]",
+        *TINY,
+        "plots.enabled=false",
+        "hydra/job_logging=disabled",
+        "hydra.sweep.dir=sweep",
+        cwd=mlflow_home,
+    )
     sweep = mlflow_home / "sweep"
 
     runs = sorted((sweep / "tensorboard").iterdir())
@@ -149,8 +161,9 @@ def test_a_sweep_gets_one_tensorboard_dir_and_one_mlflow_parent(mlflow_home):
     experiment_ids = [client.get_experiment_by_name("aecli").experiment_id]
     [parent] = client.search_runs(experiment_ids, "tags.`aecli.sweep_dir` != ''")
     assert parent.data.tags["aecli.sweep_dir"] == str(sweep.resolve()) and parent.info.status == "FINISHED"
-    children = client.search_runs(experiment_ids, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-                                  order_by=["attributes.run_name ASC"])
+    children = client.search_runs(
+        experiment_ids, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", order_by=["attributes.run_name ASC"]
+    )
     assert len(children) == 2
     assert [r.data.params["seed"] for r in children] == ["1", "2"]
     assert [r.info.run_name.split("_")[0] for r in children] == ["0", "1"]
@@ -187,10 +200,14 @@ def test_a_missing_tracker_package_stops_before_training(run_in_process, monkeyp
 
 
 def test_the_cli_names_the_extra_to_install_in_one_line(tmp_path):
-    code = ("import sys; sys.modules['tensorboard'] = None; "
-            "sys.argv[1:] = ['logger=[csv,tensorboard]', 'hydra/job_logging=disabled']; "
-            "from aecli.cli import main; main()")
+    code = (
+        "import sys; sys.modules['tensorboard'] = None; "
+        "sys.argv[1:] = ['logger=[csv,tensorboard]', 'hydra/job_logging=disabled']; "
+        "from aecli.cli import main; main()"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ('aecli: error: logger=tensorboard needs the tensorboard package, which is not '
-                                   'installed: pip install "aecli[tensorboard]"')
+    assert proc.stderr.strip() == (
+        "aecli: error: logger=tensorboard needs the tensorboard package, which is not "
+        'installed: pip install "aecli[tensorboard]"'
+    )

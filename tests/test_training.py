@@ -7,17 +7,16 @@ import csv
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from sklearn.decomposition import PCA
 
-from aecli.config import ConfigError
+from aecli.analyses import error_grid
+from aecli.config import ConfigError, TrainerConfig
 from aecli.data import log_spiral, polynomial_curve
 from aecli.models import MLPAutoencoder
-from aecli.analyses import error_grid
-from aecli.config import TrainerConfig
 from aecli.optim import build_optimizer
 from aecli.regularizers import NoRegularizer
 from aecli.train import evaluate, fit, resolve_device
-from omegaconf import OmegaConf
 
 NONLINEAR_2D_MODELS = ["linear", "relu", "relu_nobias", "tanh", "tanh_nobias"]
 
@@ -38,11 +37,13 @@ def test_datasets_match_the_study():
     assert not torch.equal(polynomial_curve(seed=4).train, poly.train)
 
 
-@pytest.mark.parametrize("name, params", [("linear", 17), ("relu", 17), ("relu_nobias", 12), ("tanh", 17),
-                                          ("tanh_nobias", 12)])
+@pytest.mark.parametrize(
+    "name, params", [("linear", 17), ("relu", 17), ("relu_nobias", 12), ("tanh", 17), ("tanh_nobias", 12)]
+)
 def test_study_models_are_presets_of_the_one_mlp(name, params):
-    from aecli.config import compose
     from hydra.utils import instantiate
+
+    from aecli.config import compose
 
     model = instantiate(compose([f"model={name}"]).model, input_dim=2)
     assert type(model) is MLPAutoencoder
@@ -61,8 +62,10 @@ def test_general_mlp_layers():
 def train_linear_ae(x: torch.Tensor, epochs: int) -> float:
     torch.manual_seed(0)
     model = MLPAutoencoder(2, [], 1, latent_activation="identity")
-    opt, _ = build_optimizer(OmegaConf.create({"name": "adam", "lr": 1e-2, "betas": [0.9, 0.999],
-                                               "weight_decay": 0.0, "lr_decay": None}), model.parameters())
+    opt, _ = build_optimizer(
+        OmegaConf.create({"name": "adam", "lr": 1e-2, "betas": [0.9, 0.999], "weight_decay": 0.0, "lr_decay": None}),
+        model.parameters(),
+    )
     cfg = TrainerConfig(epochs=epochs, batch_size=64)
     fit(model, x, x, opt, None, NoRegularizer(), cfg, torch.Generator().manual_seed(0))
     return evaluate(model, x, "mse")
@@ -155,8 +158,20 @@ def test_the_loop_reads_from_the_device_a_few_times_per_epoch_never_per_step(mon
         monkeypatch.setattr(torch.Tensor, name, counting)
     x = torch.randn(1600, 2)
     model = MLPAutoencoder(2, [8], 1, activation="tanh")
-    opt, _ = build_optimizer(OmegaConf.create({"name": "adam", "lr": 1e-2, "betas": [0.9, 0.999], "fused": True,
-                                               "weight_decay": 0.0, "lr_decay": None}), model.parameters())
-    result = fit(model, x, x[:100], opt, None, NoRegularizer(), TrainerConfig(epochs=3, batch_size=16),
-                 torch.Generator().manual_seed(0))
+    opt, _ = build_optimizer(
+        OmegaConf.create(
+            {"name": "adam", "lr": 1e-2, "betas": [0.9, 0.999], "fused": True, "weight_decay": 0.0, "lr_decay": None}
+        ),
+        model.parameters(),
+    )
+    result = fit(
+        model,
+        x,
+        x[:100],
+        opt,
+        None,
+        NoRegularizer(),
+        TrainerConfig(epochs=3, batch_size=16),
+        torch.Generator().manual_seed(0),
+    )
     assert result.steps == 300 and reads["n"] <= 4 * (3 + 1), reads  # 100 steps an epoch, a handful of reads

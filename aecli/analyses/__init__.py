@@ -47,8 +47,7 @@ class RunContext:
 
     def tensor(self, array: Union[np.ndarray, torch.Tensor, Any]) -> torch.Tensor:
         """`array` as a tensor on the run's device and dtype."""
-        return torch.as_tensor(np.asarray(array) if not torch.is_tensor(array) else array).to(
-            self.device, self.dtype)
+        return torch.as_tensor(np.asarray(array) if not torch.is_tensor(array) else array).to(self.device, self.dtype)
 
 
 def encode(model: nn.Module, x: torch.Tensor) -> np.ndarray:

@@ -22,8 +22,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, evaluating  # noqa: E402
-from aecli.plots import save_figure  # noqa: E402
 from aecli.config import ConfigError  # noqa: E402
+from aecli.plots import save_figure  # noqa: E402
 from aecli.run_files import confined  # noqa: E402
 
 
@@ -32,8 +32,10 @@ def hidden_activations(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
     as (n, width) arrays in forward order. The model's mode is restored and nothing else changes."""
     modules = list(getattr(model, "hidden_activations", []))
     outputs: dict[int, np.ndarray] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, i=i: outputs.__setitem__(i, out.double().cpu().numpy()))
-             for i, m in enumerate(modules)]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, i=i: outputs.__setitem__(i, out.double().cpu().numpy()))
+        for i, m in enumerate(modules)
+    ]
     try:
         with evaluating(model):
             model(x)
@@ -48,15 +50,18 @@ def sparsity(activations: np.ndarray, threshold: float) -> float:
     return float(np.mean(np.abs(activations) < threshold))
 
 
-def activation_histograms(ctx: RunContext, threshold: float = 1e-3, bins: int = 50,
-                          file: str = "activations.png") -> dict[str, float]:
+def activation_histograms(
+    ctx: RunContext, threshold: float = 1e-3, bins: int = 50, file: str = "activations.png"
+) -> dict[str, float]:
     """Histograms of every hidden layer's activations over the training data, and their sparsity."""
     if threshold <= 0 or bins < 1:
         raise ConfigError(f"threshold={threshold}, bins={bins} is not allowed: use a threshold > 0 and bins >= 1.")
     layers = hidden_activations(ctx.model, ctx.tensor(ctx.data.train))
     if not layers:
-        raise ConfigError(f"model.hidden_sizes={list(ctx.cfg.model.hidden_sizes)} is not allowed: the "
-                          f"activation_histograms analysis needs at least one hidden layer")
+        raise ConfigError(
+            f"model.hidden_sizes={list(ctx.cfg.model.hidden_sizes)} is not allowed: the "
+            f"activation_histograms analysis needs at least one hidden layer"
+        )
     everything = np.concatenate([a.ravel() for a in layers])
     metrics = {"sparsity": sparsity(everything, threshold), "mean_abs_activation": float(np.abs(everything).mean())}
     n_enc = len(ctx.cfg.model.hidden_sizes)  # the first n_enc hidden layers are the encoder's
@@ -72,16 +77,23 @@ def activation_histograms(ctx: RunContext, threshold: float = 1e-3, bins: int = 
         ax.hist(acts.ravel(), bins=bins, range=(low, top), color="C0")
         ax.set_yscale("log")
         where = f"encoder hidden {i + 1}" if i < n_enc else f"decoder hidden {i + 1 - n_enc}"
-        ax.set(title=f"{where} ({acts.shape[1]} units): {share:.0%} |h| < {threshold:g}", xlabel="activation h",
-               ylabel="count")
+        ax.set(
+            title=f"{where} ({acts.shape[1]} units): {share:.0%} |h| < {threshold:g}",
+            xlabel="activation h",
+            ylabel="count",
+        )
         ax.grid(alpha=0.3)
-    for ax in axes.ravel()[len(layers):]:
+    for ax in axes.ravel()[len(layers) :]:
         ax.axis("off")
     reg = ctx.cfg.regularizer
-    penalty = " + ".join([f"L1 penalty, lambda {reg.activation_l1:g}"] * (reg.activation_l1 > 0)
-                         + [f"L2 penalty, lambda {reg.activation_l2:g}"] * (reg.activation_l2 > 0))
-    fig.suptitle(f"{ctx.title}: hidden activations over the training data, {penalty or 'no regularization'}\n"
-                 f"all layers: {metrics['sparsity']:.1%} of activations |h| < {threshold:g}, "
-                 f"mean |h| = {metrics['mean_abs_activation']:.3g}")
+    penalty = " + ".join(
+        [f"L1 penalty, lambda {reg.activation_l1:g}"] * (reg.activation_l1 > 0)
+        + [f"L2 penalty, lambda {reg.activation_l2:g}"] * (reg.activation_l2 > 0)
+    )
+    fig.suptitle(
+        f"{ctx.title}: hidden activations over the training data, {penalty or 'no regularization'}\n"
+        f"all layers: {metrics['sparsity']:.1%} of activations |h| < {threshold:g}, "
+        f"mean |h| = {metrics['mean_abs_activation']:.3g}"
+    )
     save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
     return metrics

@@ -10,8 +10,9 @@ Two analyses, named in conf/experiment/beta_curves.yaml:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import matplotlib
 
@@ -22,13 +23,14 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, encode, evaluating  # noqa: E402
-from aecli.plots import save_figure  # noqa: E402
 from aecli.config import ConfigError  # noqa: E402
+from aecli.plots import save_figure  # noqa: E402
 
 
 # ----------------------------------------------------------------- numbers
-def invert_decoder(decoder: nn.Module, target: np.ndarray, start: Sequence[float], device: torch.device,
-                   dtype: torch.dtype) -> dict[str, Union[float, np.ndarray, int]]:
+def invert_decoder(
+    decoder: nn.Module, target: np.ndarray, start: Sequence[float], device: torch.device, dtype: torch.dtype
+) -> dict[str, Union[float, np.ndarray, int]]:
     """The code whose decoding is nearest `target` (Euclidean norm), by Nelder-Mead from `start`.
 
     Returns code, residual (the norm at the code), decoded (the curve there) and nfev."""
@@ -41,8 +43,11 @@ def invert_decoder(decoder: nn.Module, target: np.ndarray, start: Sequence[float
         return decoder(z)[0].double().cpu().numpy()
 
     with evaluating(decoder):
-        result = minimize(lambda code: float(np.linalg.norm(target - decode(code))),
-                          np.asarray(start, dtype=np.float64), method="Nelder-Mead")
+        result = minimize(
+            lambda code: float(np.linalg.norm(target - decode(code))),
+            np.asarray(start, dtype=np.float64),
+            method="Nelder-Mead",
+        )
         decoded = decode(result.x)
     return {"code": result.x, "residual": float(result.fun), "decoded": decoded, "nfev": int(result.nfev)}
 
@@ -54,8 +59,9 @@ def latent_histograms(ctx: RunContext, bins: Union[int, str] = "auto") -> dict[s
     d = ctx.data
     curves = d.train if d.val_name == "training" else torch.cat([d.train, d.val])  # val is train when no hold-out
     codes = encode(ctx.model, ctx.tensor(curves))
-    plot_histograms(codes, bins, f"{ctx.title}: code of all {len(codes)} curves",
-                    ctx.run_dir / "latent_histograms.png", ctx.dpi)
+    plot_histograms(
+        codes, bins, f"{ctx.title}: code of all {len(codes)} curves", ctx.run_dir / "latent_histograms.png", ctx.dpi
+    )
     metrics: dict[str, float] = {}
     for k in range(codes.shape[1]):
         metrics[f"c{k + 1}_mean"] = float(codes[:, k].mean())
@@ -63,8 +69,9 @@ def latent_histograms(ctx: RunContext, bins: Union[int, str] = "auto") -> dict[s
     return metrics
 
 
-def latent_inversion(ctx: RunContext, alpha: float = 2.0, beta: float = 4.0,
-                     start: Optional[Sequence[float]] = None) -> dict[str, float]:
+def latent_inversion(
+    ctx: RunContext, alpha: float = 2.0, beta: float = 4.0, start: Optional[Sequence[float]] = None
+) -> dict[str, float]:
     """Fit the log-pdf of Beta(alpha, beta) on the data's grid by searching the decoder's input,
     from `start` (null: the origin); writes latent_inversion.png."""
     from scipy.stats import beta as beta_dist
@@ -73,21 +80,25 @@ def latent_inversion(ctx: RunContext, alpha: float = 2.0, beta: float = 4.0,
 
     d, latent_dim = ctx.cfg.dataset, int(ctx.cfg.model.latent_dim)
     if not all(key in d for key in ("points", "grid_min", "grid_max")):
-        raise ConfigError(f"dataset={d.name} is not allowed with analyses.latent_inversion: "
-                          "it inverts Beta curves, use dataset=beta")
+        raise ConfigError(
+            f"dataset={d.name} is not allowed with analyses.latent_inversion: it inverts Beta curves, use dataset=beta"
+        )
     for key, value in (("alpha", alpha), ("beta", beta)):
         if not value > 0:
             raise ConfigError(f"analyses.latent_inversion.{key}={value} is not allowed: use a Beta parameter > 0")
     start = [0.0] * latent_dim if start is None else list(start)
     if len(start) != latent_dim:
-        raise ConfigError(f"analyses.latent_inversion.start={start} is not allowed: "
-                          f"give {latent_dim} numbers, one per code coordinate (model.latent_dim)")
+        raise ConfigError(
+            f"analyses.latent_inversion.start={start} is not allowed: "
+            f"give {latent_dim} numbers, one per code coordinate (model.latent_dim)"
+        )
 
     grid = beta_curve_grid(d.points, d.grid_min, d.grid_max)
     target = beta_dist.logpdf(grid, alpha, beta)
     fit = invert_decoder(ctx.model.decoder, target, start, ctx.device, ctx.dtype)
-    plot_inversion(grid, target, fit["decoded"], alpha, beta, fit["code"], ctx.run_dir / "latent_inversion.png",
-                   ctx.dpi)
+    plot_inversion(
+        grid, target, fit["decoded"], alpha, beta, fit["code"], ctx.run_dir / "latent_inversion.png", ctx.dpi
+    )
     metrics = {"inversion_residual": fit["residual"], "inversion_nfev": float(fit["nfev"])}
     metrics.update({f"inversion_c{k + 1}": float(c) for k, c in enumerate(fit["code"])})
     return metrics
@@ -106,8 +117,16 @@ def plot_histograms(codes: np.ndarray, bins: Union[int, str], title: str, path: 
     save_figure(fig, path, dpi)
 
 
-def plot_inversion(grid: np.ndarray, target: np.ndarray, decoded: np.ndarray, alpha: float, beta: float,
-                   code: np.ndarray, path: Path, dpi: int) -> None:
+def plot_inversion(
+    grid: np.ndarray,
+    target: np.ndarray,
+    decoded: np.ndarray,
+    alpha: float,
+    beta: float,
+    code: np.ndarray,
+    path: Path,
+    dpi: int,
+) -> None:
     """Left: the target pdf and the decoder's pdf at the fitted code; right: their difference."""
     target_pdf, fitted_pdf = np.exp(target), np.exp(decoded)
     code_text = ", ".join(f"c_{k + 1}={c:.4f}" for k, c in enumerate(code))

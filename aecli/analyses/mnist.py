@@ -14,7 +14,8 @@ evaluates the trained model in eval mode (no code dropout), leaving it as it was
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import matplotlib
 
@@ -32,8 +33,9 @@ from aecli.regularizers import masking_noise  # noqa: E402
 
 def _image_shape(ctx: RunContext, analysis: str) -> tuple[int, int]:
     if ctx.data.image_shape is None:
-        raise ConfigError(f"analyses.{analysis} needs image data (dataset=mnist or digits), "
-                          f"not dataset={ctx.data.name}")
+        raise ConfigError(
+            f"analyses.{analysis} needs image data (dataset=mnist or digits), not dataset={ctx.data.name}"
+        )
     return ctx.data.image_shape
 
 
@@ -56,9 +58,15 @@ def reconstructions(ctx: RunContext, n_images: int = 10, seed: int = 0) -> dict[
     _, x_hat = encode_reconstruct(ctx.model, ctx.tensor(x))
     test_mse = mse(x_hat, x)
     pick = _seeded_pick(len(x), n_images, seed)
-    plots.image_pairs(x[pick], x_hat[pick], shape, ["original", "reconstruction"],
-                      f"{ctx.title}: {ctx.data.val_name} images and reconstructions (MSE {test_mse:.4f})",
-                      ctx.run_dir / "reconstructions.png", ctx.dpi)
+    plots.image_pairs(
+        x[pick],
+        x_hat[pick],
+        shape,
+        ["original", "reconstruction"],
+        f"{ctx.title}: {ctx.data.val_name} images and reconstructions (MSE {test_mse:.4f})",
+        ctx.run_dir / "reconstructions.png",
+        ctx.dpi,
+    )
     return {"test_mse": test_mse}
 
 
@@ -87,15 +95,18 @@ def encoder_filters(ctx: RunContext, n_filters: int = 5, seed: int = 0, cmap: st
         im = ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi)
         ax.set(xticks=[], yticks=[], title=f"unit {unit}")
     fig.colorbar(im, ax=list(axes[0]), label="weight", shrink=0.8)
-    fig.suptitle(f"{ctx.title}: encoder filters (first-layer weights of {len(units)} of "
-                 f"{first_layer(ctx.model).out_features} hidden units)")
+    fig.suptitle(
+        f"{ctx.title}: encoder filters (first-layer weights of {len(units)} of "
+        f"{first_layer(ctx.model).out_features} hidden units)"
+    )
     plots.save_figure(fig, ctx.run_dir / "encoder_filters.png", ctx.dpi)
     return {}
 
 
 # ------------------------------------------------------------------ latent scatter
-def knn_accuracy(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,
-                 test_labels: np.ndarray, neighbors: int) -> float:
+def knn_accuracy(
+    train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray, test_labels: np.ndarray, neighbors: int
+) -> float:
     """Share of test codes whose `neighbors` nearest training codes vote for the right label."""
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -103,16 +114,19 @@ def knn_accuracy(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: 
     return float(knn.score(test_codes, test_labels))
 
 
-def latent_scatter(ctx: RunContext, dims: int = 2, point_size: float = 4.0, alpha: float = 0.8,
-                   knn_neighbors: int = 5) -> dict[str, float]:
+def latent_scatter(
+    ctx: RunContext, dims: int = 2, point_size: float = 4.0, alpha: float = 0.8, knn_neighbors: int = 5
+) -> dict[str, float]:
     """latent_2d.png or latent_3d.png: the test codes' first `dims` coordinates, one colour per digit.
     latent_knn_accuracy: k-nearest-neighbour digit accuracy of the full test codes against the
     training codes (the study: "we could make a pretty good classifier out of this")."""
     if dims not in (2, 3):
         raise ConfigError(f"analyses.latent_scatter.dims={dims} is not allowed: use 2 or 3")
     if ctx.model.latent_dim < dims:
-        raise ConfigError(f"analyses.latent_scatter.dims={dims} is not allowed: the code has only "
-                          f"model.latent_dim={ctx.model.latent_dim} coordinates")
+        raise ConfigError(
+            f"analyses.latent_scatter.dims={dims} is not allowed: the code has only "
+            f"model.latent_dim={ctx.model.latent_dim} coordinates"
+        )
     codes, _ = encode_reconstruct(ctx.model, ctx.tensor(ctx.data.val))
     colors, ticks = plots.color_kwargs(ctx.data.val_color)
     names = [f"z_{i}" for i in range(dims)]
@@ -133,14 +147,16 @@ def latent_scatter(ctx: RunContext, dims: int = 2, point_size: float = 4.0, alph
     metrics: dict[str, float] = {}
     if knn_neighbors > 0 and ctx.data.train_labels is not None:
         train_codes, _ = encode_reconstruct(ctx.model, ctx.tensor(ctx.data.train))
-        metrics["latent_knn_accuracy"] = knn_accuracy(train_codes, ctx.data.train_labels[:, 0], codes,
-                                                      ctx.data.val_labels[:, 0], knn_neighbors)
+        metrics["latent_knn_accuracy"] = knn_accuracy(
+            train_codes, ctx.data.train_labels[:, 0], codes, ctx.data.val_labels[:, 0], knn_neighbors
+        )
     return metrics
 
 
 # ------------------------------------------------------------------ decoded latent grid
-def decode_grid(model: nn.Module, z0_range: Sequence[float], z1_range: Sequence[float], n: int,
-                image_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_grid(
+    model: nn.Module, z0_range: Sequence[float], z1_range: Sequence[float], n: int, image_shape: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode an n x n grid of 2-D codes. Returns (z0s, z1s, images): z0s increase left to right
     (columns), z1s DEcrease top to bottom (rows, so the picture reads like a scatter plot), and
     images[r, c] is decoded from the code (z0s[c], z1s[r])."""
@@ -152,8 +168,9 @@ def decode_grid(model: nn.Module, z0_range: Sequence[float], z1_range: Sequence[
     return z0s, z1s, images.reshape(n, n, *image_shape)
 
 
-def latent_manifold(ctx: RunContext, n: int = 15, clip_quantile: float = 0.0,
-                    point: Optional[Sequence[float]] = (0.0, -4.0)) -> dict[str, float]:
+def latent_manifold(
+    ctx: RunContext, n: int = 15, clip_quantile: float = 0.0, point: Optional[Sequence[float]] = (0.0, -4.0)
+) -> dict[str, float]:
     """latent_manifold.png: images decoded from an n x n grid spanning the test codes' range
     (between the clip_quantile and 1 - clip_quantile quantiles of each coordinate), with the
     code values on the axes. decoded_point.png: the image decoded from one code `point`,
@@ -173,10 +190,19 @@ def latent_manifold(ctx: RunContext, n: int = 15, clip_quantile: float = 0.0,
     half0 = (z0s[1] - z0s[0]) / 2 if n > 1 else 0.5
     half1 = (z1s[0] - z1s[1]) / 2 if n > 1 else 0.5
     fig, ax = plt.subplots(figsize=(9, 8.5))
-    im = ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, aspect="auto",
-                   extent=(z0s[0] - half0, z0s[-1] + half0, z1s[-1] - half1, z1s[0] + half1))
-    ax.set(xlabel="z_0", ylabel="z_1",
-           title=f"{ctx.title}: images decoded from a {n} x {n} grid over the {ctx.data.val_name} codes' range")
+    im = ax.imshow(
+        mosaic,
+        cmap="gray",
+        vmin=0,
+        vmax=1,
+        aspect="auto",
+        extent=(z0s[0] - half0, z0s[-1] + half0, z1s[-1] - half1, z1s[0] + half1),
+    )
+    ax.set(
+        xlabel="z_0",
+        ylabel="z_1",
+        title=f"{ctx.title}: images decoded from a {n} x {n} grid over the {ctx.data.val_name} codes' range",
+    )
     fig.colorbar(im, ax=ax, label="pixel value (clipped to [0, 1])", shrink=0.8)
     plots.save_figure(fig, ctx.run_dir / "latent_manifold.png", ctx.dpi)
 
@@ -198,8 +224,7 @@ def latent_manifold(ctx: RunContext, n: int = 15, clip_quantile: float = 0.0,
 
 
 # ------------------------------------------------------------------ denoising
-def denoising(ctx: RunContext, mask_rate: Optional[float] = None, n_images: int = 8,
-              seed: int = 0) -> dict[str, float]:
+def denoising(ctx: RunContext, mask_rate: Optional[float] = None, n_images: int = 8, seed: int = 0) -> dict[str, float]:
     """denoising.png: masked test images (each pixel zeroed with probability mask_rate, seeded),
     their reconstructions and the clean images. test_mse_noisy_input: MSE of the reconstructions
     from masked inputs against the clean images; test_mse_masked_vs_clean: the masked images'
@@ -207,15 +232,23 @@ def denoising(ctx: RunContext, mask_rate: Optional[float] = None, n_images: int 
     shape = _image_shape(ctx, "denoising")
     rate = ctx.cfg.regularizer.mask_rate if mask_rate is None else mask_rate
     if not 0 < rate < 1:
-        raise ConfigError(f"analyses.denoising.mask_rate={rate} is not allowed: use a rate in (0, 1), "
-                          f"or set regularizer.mask_rate")
+        raise ConfigError(
+            f"analyses.denoising.mask_rate={rate} is not allowed: use a rate in (0, 1), or set regularizer.mask_rate"
+        )
     clean = ctx.data.val
     noisy = masking_noise(clean, rate, generator=torch.Generator().manual_seed(seed))
     _, x_hat = encode_reconstruct(ctx.model, ctx.tensor(noisy))
     clean, noisy = clean.numpy(), noisy.numpy()
     noisy_mse = mse(x_hat, clean)
     pick = _seeded_pick(len(clean), n_images, seed)
-    plots.image_pairs(noisy[pick], x_hat[pick], shape, [f"masked ({rate:.0%})", "reconstructed", "clean"],
-                      f"{ctx.title}: denoising {ctx.data.val_name} images (MSE vs clean {noisy_mse:.4f})",
-                      ctx.run_dir / "denoising.png", ctx.dpi, clean[pick])
+    plots.image_pairs(
+        noisy[pick],
+        x_hat[pick],
+        shape,
+        [f"masked ({rate:.0%})", "reconstructed", "clean"],
+        f"{ctx.title}: denoising {ctx.data.val_name} images (MSE vs clean {noisy_mse:.4f})",
+        ctx.run_dir / "denoising.png",
+        ctx.dpi,
+        clean[pick],
+    )
     return {"test_mse_noisy_input": noisy_mse, "test_mse_masked_vs_clean": mse(noisy, clean)}

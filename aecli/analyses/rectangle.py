@@ -15,8 +15,7 @@ The pure functions (`decoder_curve`, `distance_to_polyline`, `encoder_shift_grid
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -27,10 +26,10 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, decode, encode
+from aecli.config import ConfigError  # noqa: E402
 from aecli.plots import save_figure
 from aecli.report import read_columns
 from aecli.run_files import STEPS_FILE, confined  # noqa: E402
-from aecli.config import ConfigError  # noqa: E402
 
 CMAP = "viridis"
 
@@ -77,8 +76,9 @@ def grid_points(extent: Sequence[float], resolution: int) -> tuple[np.ndarray, n
     return xs, ys, np.column_stack([gx.ravel(), gy.ravel()])
 
 
-def encoder_shift_grid(old: nn.Module, new: nn.Module, points: np.ndarray, device: torch.device,
-                       dtype: torch.dtype) -> np.ndarray:
+def encoder_shift_grid(
+    old: nn.Module, new: nn.Module, points: np.ndarray, device: torch.device, dtype: torch.dtype
+) -> np.ndarray:
     """|z_new - z_old| at each point: how far the new encoder moved each point's code."""
     x = torch.as_tensor(points).to(device, dtype)
     return np.abs(encode_1d(new, x) - encode_1d(old, x))
@@ -102,13 +102,16 @@ def _codes(z_min: float, z_max: float, n_z: int) -> np.ndarray:
 
 def _require_1d_code(ctx: RunContext, analysis: str) -> None:
     if ctx.cfg.model.latent_dim != 1 or ctx.data.dim != 2:
-        raise ConfigError(f"model.latent_dim={ctx.cfg.model.latent_dim} is not allowed: the {analysis} analysis "
-                          f"needs a 1-D code of 2-D data")
+        raise ConfigError(
+            f"model.latent_dim={ctx.cfg.model.latent_dim} is not allowed: the {analysis} analysis "
+            f"needs a 1-D code of 2-D data"
+        )
 
 
 # ----------------------------------------------------------------- analyses
-def latent_over_inputs(ctx: RunContext, extent: Sequence[float] = (-2, 2, -1, 1),
-                       file: str = "latent_in_input_space.png") -> dict[str, float]:
+def latent_over_inputs(
+    ctx: RunContext, extent: Sequence[float] = (-2, 2, -1, 1), file: str = "latent_in_input_space.png"
+) -> dict[str, float]:
     """The training data in the input plane coloured by its code: how the code runs through the box."""
     _require_1d_code(ctx, "latent_over_inputs")
     x = ctx.data.train.numpy()
@@ -116,16 +119,27 @@ def latent_over_inputs(ctx: RunContext, extent: Sequence[float] = (-2, 2, -1, 1)
     fig, ax = plt.subplots(figsize=(8, 5))
     sc = ax.scatter(x[:, 0], x[:, 1], c=z, cmap=CMAP, s=25)
     fig.colorbar(sc, ax=ax, label="latent value z")
-    ax.set(xlim=extent[:2], ylim=extent[2:], xlabel="x1", ylabel="x2",
-           title=f"Latent value of the training data in the input space\nmodel: {_model_label(ctx)}")
+    ax.set(
+        xlim=extent[:2],
+        ylim=extent[2:],
+        xlabel="x1",
+        ylabel="x2",
+        title=f"Latent value of the training data in the input space\nmodel: {_model_label(ctx)}",
+    )
     ax.grid(alpha=0.3)
     save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
     return {"code_min": float(z.min()), "code_max": float(z.max())}
 
 
-def decoder_image(ctx: RunContext, z_min: float = -10.0, z_max: float = 10.0, n_z: int = 1000,
-                  extent: Sequence[float] = (-2, 2, -1, 1), near: float = 0.1,
-                  file: str = "decoder_image.png") -> dict[str, float]:
+def decoder_image(
+    ctx: RunContext,
+    z_min: float = -10.0,
+    z_max: float = 10.0,
+    n_z: int = 1000,
+    extent: Sequence[float] = (-2, 2, -1, 1),
+    near: float = 0.1,
+    file: str = "decoder_image.png",
+) -> dict[str, float]:
     """The decoder's image of z in [z_min, z_max] in the input plane, trained beside untrained.
 
     Metrics (trained, and `untrained_` for the initial net): the curve's length inside the data
@@ -136,8 +150,10 @@ def decoder_image(ctx: RunContext, z_min: float = -10.0, z_max: float = 10.0, n_
     x = ctx.data.train.numpy().astype(np.float64)
     fig, axes = plt.subplots(1, 2, figsize=(15, 5), layout="constrained")
     metrics: dict[str, float] = {}
-    for ax, model, state, prefix in [(axes[0], ctx.model, "trained", ""),
-                                     (axes[1], ctx.initial_model, "untrained", "untrained_")]:
+    for ax, model, state, prefix in [
+        (axes[0], ctx.model, "trained", ""),
+        (axes[1], ctx.initial_model, "untrained", "untrained_"),
+    ]:
         curve = decoder_curve(model, z)
         dist = distance_to_polyline(x, curve)
         metrics[f"{prefix}curve_length_in_box"] = length_inside(curve, extent)
@@ -145,9 +161,13 @@ def decoder_image(ctx: RunContext, z_min: float = -10.0, z_max: float = 10.0, n_
         metrics[f"{prefix}data_curve_distance_mean"] = float(dist.mean())
         ax.scatter(x[:, 0], x[:, 1], s=12, c="0.8", label="training data")
         sc = ax.scatter(curve[:, 0], curve[:, 1], c=z, cmap=CMAP, s=6, label=f"decoder(z), z in [{z_min:g}, {z_max:g}]")
-        ax.set(xlim=extent[:2], ylim=extent[2:], xlabel="x1", ylabel="x2",
-               title=f"{state}: {metrics[f'{prefix}data_near_curve_share']:.0%} of the data within {near:g} "
-                     f"of the curve")
+        ax.set(
+            xlim=extent[:2],
+            ylim=extent[2:],
+            xlabel="x1",
+            ylabel="x2",
+            title=f"{state}: {metrics[f'{prefix}data_near_curve_share']:.0%} of the data within {near:g} of the curve",
+        )
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
     fig.colorbar(sc, ax=axes, label="latent value z", shrink=0.9)
@@ -156,17 +176,27 @@ def decoder_image(ctx: RunContext, z_min: float = -10.0, z_max: float = 10.0, n_
     return metrics
 
 
-def encoder_shift(ctx: RunContext, extent: Sequence[float] = (-5, 5, -5, 5), resolution: int = 100,
-                  z_min: float = -10.0, z_max: float = 10.0, n_z: int = 1000, near: float = 0.1,
-                  far: float = 1.0, file: str = "encoder_shift.png") -> dict[str, float]:
+def encoder_shift(
+    ctx: RunContext,
+    extent: Sequence[float] = (-5, 5, -5, 5),
+    resolution: int = 100,
+    z_min: float = -10.0,
+    z_max: float = 10.0,
+    n_z: int = 1000,
+    near: float = 0.1,
+    far: float = 1.0,
+    file: str = "encoder_shift.png",
+) -> dict[str, float]:
     """|z_new - z_old| over a grid, z_old from the source run's encoder and z_new from this run's
     (trained under the source's frozen decoder), with the decoder's curve on top.
 
     Metrics: the mean shift on the training points, on grid points within `near` of the curve
     and further than `far` from it, and the rank correlation of shift with distance to the curve."""
     if ctx.source_model is None:
-        raise ConfigError("model.decoder_from=None is not allowed: the encoder_shift analysis compares this run's "
-                          "encoder with the source run's, so name one (a run folder, a checkpoint, or `train`)")
+        raise ConfigError(
+            "model.decoder_from=None is not allowed: the encoder_shift analysis compares this run's "
+            "encoder with the source run's, so name one (a run folder, a checkpoint, or `train`)"
+        )
     _require_1d_code(ctx, "encoder_shift")
     xs, ys, grid = grid_points(extent, resolution)
     shift = encoder_shift_grid(ctx.source_model, ctx.model, grid, ctx.device, ctx.dtype)
@@ -176,13 +206,24 @@ def encoder_shift(ctx: RunContext, extent: Sequence[float] = (-5, 5, -5, 5), res
     data_shift = encoder_shift_grid(ctx.source_model, ctx.model, x, ctx.device, ctx.dtype)
 
     fig, ax = plt.subplots(figsize=(7.5, 6))
-    im = ax.imshow(shift.reshape(resolution, resolution), origin="lower", extent=tuple(extent), cmap=CMAP,
-                   interpolation="nearest", aspect="auto")
+    im = ax.imshow(
+        shift.reshape(resolution, resolution),
+        origin="lower",
+        extent=tuple(extent),
+        cmap=CMAP,
+        interpolation="nearest",
+        aspect="auto",
+    )
     fig.colorbar(im, ax=ax, label="|z_new - z_old|")
     ax.plot(curve[:, 0], curve[:, 1], color="red", lw=1.5, label=f"frozen decoder's curve, z in [{z_min:g}, {z_max:g}]")
     ax.scatter(x[:, 0], x[:, 1], s=6, c="white", edgecolors="none", label="training data")
-    ax.set(xlim=extent[:2], ylim=extent[2:], xlabel="x1", ylabel="x2",
-           title=f"Code change of a new encoder under the frozen decoder\n{ctx.title}")
+    ax.set(
+        xlim=extent[:2],
+        ylim=extent[2:],
+        xlabel="x1",
+        ylabel="x2",
+        title=f"Code change of a new encoder under the frozen decoder\n{ctx.title}",
+    )
     ax.legend(loc="upper right", fontsize=8)
     save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
 
@@ -211,19 +252,32 @@ def step_loss_variability(ctx: RunContext, file: str = "loss_per_step.png") -> d
     columns = read_columns(ctx.run_dir / STEPS_FILE, ["loss"])
     losses = np.array(columns[0]) if columns else np.empty(0)
     if len(losses) < 2:
-        raise ConfigError(f"trainer.log_steps={ctx.cfg.trainer.log_steps} is not allowed: the "
-                          f"step_loss_variability analysis needs trainer.log_steps=true and at least 2 steps")
+        raise ConfigError(
+            f"trainer.log_steps={ctx.cfg.trainer.log_steps} is not allowed: the "
+            f"step_loss_variability analysis needs trainer.log_steps=true and at least 2 steps"
+        )
     t = ctx.cfg.trainer
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(np.linspace(0, 1, len(losses)), losses, lw=0.6, alpha=0.7,
-            label=f"{ctx.cfg.optimizer.name}, batch {t.batch_size}, lr {ctx.cfg.optimizer.lr:g}")
+    ax.plot(
+        np.linspace(0, 1, len(losses)),
+        losses,
+        lw=0.6,
+        alpha=0.7,
+        label=f"{ctx.cfg.optimizer.name}, batch {t.batch_size}, lr {ctx.cfg.optimizer.lr:g}",
+    )
     if losses.min() > 0:
         ax.set_yscale("log")
-    ax.set(xlabel="share of training steps (0 = first, 1 = last)", ylabel=f"{t.loss} loss of the step's batch",
-           title=f"{ctx.title}: loss per optimizer step ({len(losses)} steps)")
+    ax.set(
+        xlabel="share of training steps (0 = first, 1 = last)",
+        ylabel=f"{t.loss} loss of the step's batch",
+        title=f"{ctx.title}: loss per optimizer step ({len(losses)} steps)",
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
-    tail = losses[-max(1, len(losses) // 100):]  # the last 1% of steps
-    return {"steps_logged": float(len(losses)), "step_log_loss_change_std": log_step_variability(losses),
-            "final_step_loss_mean": float(tail.mean())}
+    tail = losses[-max(1, len(losses) // 100) :]  # the last 1% of steps
+    return {
+        "steps_logged": float(len(losses)),
+        "step_log_loss_change_std": log_step_variability(losses),
+        "final_step_loss_mean": float(tail.mean()),
+    }

@@ -28,16 +28,17 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, evaluating  # noqa: E402
-from aecli.plots import save_figure  # noqa: E402
 from aecli.config import ConfigError  # noqa: E402
+from aecli.plots import save_figure  # noqa: E402
 
 CMAP = "jet"  # the study's colour map for the roll parameter t
 
 
 # ----------------------------------------------------------------- numbers
 @torch.no_grad()
-def reconstruct(model: nn.Module, x: torch.Tensor, train_mode: bool = False,
-                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def reconstruct(
+    model: nn.Module, x: torch.Tensor, train_mode: bool = False, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Codes and reconstructions of `x`, as numpy arrays.
 
     train_mode=False: eval mode on the model itself (its mode is restored afterwards).
@@ -70,8 +71,13 @@ def training_roll(ctx: RunContext, train_mode_seed: Optional[int] = None) -> dic
     return _report(ctx, ctx.data.train.numpy(), ctx.data.train_color, "train", "training roll", seed)
 
 
-def new_roll(ctx: RunContext, n: int = 2500, noise: float = 0.1, seed: Optional[int] = None,
-             train_mode_seed: Optional[int] = None) -> dict[str, float]:
+def new_roll(
+    ctx: RunContext,
+    n: int = 2500,
+    noise: float = 0.1,
+    seed: Optional[int] = None,
+    train_mode_seed: Optional[int] = None,
+) -> dict[str, float]:
     """RMSE (eval and train mode) on a freshly drawn roll of n points with this noise, min-max scaled
     on its own (as the study did); writes encoded_new_roll.png and decoded_new_roll.png.
     seed: the new roll's draw, null = dataset.seed + 1 (never the training roll's draw)."""
@@ -83,15 +89,16 @@ def new_roll(ctx: RunContext, n: int = 2500, noise: float = 0.1, seed: Optional[
         raise ConfigError(f"analyses.new_roll.noise={noise} is not allowed: use a standard deviation >= 0")
     roll_seed = ctx.cfg.dataset.seed + 1 if seed is None else seed
     if roll_seed == ctx.cfg.dataset.seed:
-        raise ConfigError(f"analyses.new_roll.seed={seed} is not allowed: it is the training roll's seed "
-                          "(dataset.seed); use another one or null")
+        raise ConfigError(
+            f"analyses.new_roll.seed={seed} is not allowed: it is the training roll's seed "
+            "(dataset.seed); use another one or null"
+        )
     roll = swiss_roll(n=n, noise=noise, train_fraction=1.0, seed=roll_seed)
     dropout_seed = ctx.cfg.seed if train_mode_seed is None else train_mode_seed
     return _report(ctx, roll.train.numpy(), roll.train_color, "new_roll", "new roll", dropout_seed)
 
 
-def _report(ctx: RunContext, points: np.ndarray, t: np.ndarray, key: str, label: str,
-            seed: int) -> dict[str, float]:
+def _report(ctx: RunContext, points: np.ndarray, t: np.ndarray, key: str, label: str, seed: int) -> dict[str, float]:
     """Both RMSEs of one roll and its two figures; metric keys start with `key`."""
     x = ctx.tensor(points)
     code, x_hat = reconstruct(ctx.model, x)
@@ -99,10 +106,21 @@ def _report(ctx: RunContext, points: np.ndarray, t: np.ndarray, key: str, label:
     x_np = x.cpu().numpy()
     err, err_train = rmse(x_np, x_hat), rmse(x_np, x_hat_train)
     slug = label.replace(" ", "_")
-    plot_code(code, t, ctx.data.color_label, f"Encoded {label} (eval mode)", ctx.run_dir / f"encoded_{slug}.png",
-              ctx.dpi)
-    plot_decoded(x_np, x_hat, x_hat_train, t, ctx.data.color_label, label, err, err_train,
-                 ctx.run_dir / f"decoded_{slug}.png", ctx.dpi)
+    plot_code(
+        code, t, ctx.data.color_label, f"Encoded {label} (eval mode)", ctx.run_dir / f"encoded_{slug}.png", ctx.dpi
+    )
+    plot_decoded(
+        x_np,
+        x_hat,
+        x_hat_train,
+        t,
+        ctx.data.color_label,
+        label,
+        err,
+        err_train,
+        ctx.run_dir / f"decoded_{slug}.png",
+        ctx.dpi,
+    )
     return {f"{key}_rmse": err, f"{key}_rmse_train_mode": err_train}
 
 
@@ -116,12 +134,24 @@ def plot_code(code: np.ndarray, t: np.ndarray, color_label: str, title: str, pat
     save_figure(fig, path, dpi)
 
 
-def plot_decoded(x: np.ndarray, x_hat: np.ndarray, x_hat_train: np.ndarray, t: np.ndarray, color_label: str,
-                 label: str, err: float, err_train: float, path: Path, dpi: int) -> None:
+def plot_decoded(
+    x: np.ndarray,
+    x_hat: np.ndarray,
+    x_hat_train: np.ndarray,
+    t: np.ndarray,
+    color_label: str,
+    label: str,
+    err: float,
+    err_train: float,
+    path: Path,
+    dpi: int,
+) -> None:
     """Original roll beside its decoding in eval mode and in train mode (the study's), same colours."""
-    panels = [(x, f"Original {label}"),
-              (x_hat, f"Decoded {label}, eval mode\nRMSE {err:.4g}"),
-              (x_hat_train, f"Decoded {label}, train mode (as the study)\nRMSE {err_train:.4g}")]
+    panels = [
+        (x, f"Original {label}"),
+        (x_hat, f"Decoded {label}, eval mode\nRMSE {err:.4g}"),
+        (x_hat_train, f"Decoded {label}, train mode (as the study)\nRMSE {err_train:.4g}"),
+    ]
     everything = np.concatenate([x, x_hat, x_hat_train])
     limits = list(zip(everything.min(axis=0), everything.max(axis=0)))  # one scale for all three panels
     fig = plt.figure(figsize=(17, 5.6))
