@@ -29,11 +29,11 @@ from typing import Any, Optional, TypeVar, Union
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from aecli import report
 from aecli.config import DEVICES, ConfigError
 from aecli.data import Dataset
+from aecli.models import MLPAutoencoder
 from aecli.run_files import CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, find_checkpoint, load_model
 from aecli.train import evaluate, evaluating, resolve_device
 
@@ -98,7 +98,7 @@ class Run:
     config: DictConfig = field(repr=False)  # the resolved config the run trained with
     metrics: Metrics = field(repr=False)  # metrics.csv: name -> one value per epoch
     summary: dict[str, Any] = field(repr=False)  # summary.json
-    model: nn.Module = field(repr=False)  # the trained model, in eval mode
+    model: MLPAutoencoder = field(repr=False)  # the trained model, in eval mode
     _data: Optional[Dataset] = field(default=None, repr=False)
 
     def __repr__(self) -> str:
@@ -120,17 +120,15 @@ class Run:
 
     def encode(self, x: Array) -> Array:
         """The codes of the rows of `x`: (n, latent_dim), or (latent_dim,) for one sample."""
-        model: Any = self.model
-        return self._apply(model.encode, x)
+        return self._apply(self.model.encode, x)
 
     def decode(self, z: Array) -> Array:
         """The decoder's output for the rows of `z`: (n, input_dim), or (input_dim,) for one code."""
-        model: Any = self.model
-        return self._apply(model.decode, z)
+        return self._apply(self.model.decode, z)
 
     def reconstruct(self, x: Array) -> Array:
         """decode(encode(x)), in one call."""
-        model: Any = self.model
+        model = self.model
         return self._apply(lambda t: model.decode(model.encode(t)), x)
 
     def data(self) -> Dataset:

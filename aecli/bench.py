@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -157,7 +157,8 @@ def run_aecli(p: Problem, device: torch.device, compile: bool = False) -> tuple[
     w, model = p.workload, p.fresh_model()
     optimizer = p.optimizer(model)
     if compile:
-        model.encode, model.decode = torch.compile(model.encode), torch.compile(model.decode)
+        # compiled callables shadow the methods on the instance, as trainer.compile=true does
+        model.encode, model.decode = torch.compile(model.encode), torch.compile(model.decode)  # type: ignore[method-assign]
     cfg = TrainerConfig(epochs=p.epochs, batch_size=w.batch_size, drop_last=w.drop_last, loss=w.loss)
     with tempfile.TemporaryDirectory() as tmp:
         files = RunFiles(Path(tmp), "bench: true\n")
@@ -217,14 +218,14 @@ class OnePermutationPerEpoch(torch.utils.data.Sampler[int]):
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.generator = n, torch.Generator().manual_seed(seed)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[int]:
         return iter(torch.randperm(self.n, generator=self.generator).tolist())
 
     def __len__(self) -> int:
         return self.n
 
 
-def shuffled_loader(p: Problem) -> torch.utils.data.DataLoader:
+def shuffled_loader(p: Problem) -> torch.utils.data.DataLoader[tuple[torch.Tensor, ...]]:
     """The studies' DataLoader over a TensorDataset, in the other sides' batch order."""
     from torch.utils.data import DataLoader, TensorDataset
 

@@ -14,9 +14,9 @@ import functools
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import ItemsView, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -349,7 +349,7 @@ def _first_line(err: BaseException) -> str:
 def _at(tree: Any, key: str) -> Any:
     """The value at a full key such as `model.hidden_sizes[0]` of a config or a plain container, or '?'."""
     try:
-        node = OmegaConf.to_container(tree, resolve=False) if OmegaConf.is_config(tree) else tree
+        node: Any = OmegaConf.to_container(tree, resolve=False) if OmegaConf.is_config(tree) else tree
         for part in re.findall(r"[^.\[\]]+", key):
             node = node[int(part)] if isinstance(node, list) else node[part]
         return node
@@ -372,7 +372,7 @@ def _resolved(cfg: DictConfig) -> DictConfig:
         key = getattr(err, "full_key", None) or "a config value"
         raise ConfigError(f"{key}={_at(cfg, key)!r} is not allowed: it does not resolve ({_first_line(err)})") from None
     try:
-        return OmegaConf.merge(cfg, values)
+        return cast(DictConfig, OmegaConf.merge(cfg, values))  # merged into a DictConfig: a DictConfig
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "a config value"
         raise ConfigError(
@@ -402,7 +402,7 @@ def check_overrides(overrides: Sequence[str]) -> None:
     except Exception:  # bad grammar: Hydra's own message says where
         return
     suspects = []
-    interpolated: dict[str, str] = {}  # key -> the override that set it to a ${...} interpolation
+    interpolated: dict[str, Optional[str]] = {}  # key -> the override that set it to a ${...} interpolation
     for o in parsed:
         parent = next((k for k in interpolated if o.key_or_group.startswith(k + ".")), None)
         if parent is not None and not o.is_delete():  # OmegaConf fails with an AssertionError
@@ -551,7 +551,10 @@ def validate(cfg: DictConfig) -> None:
         m.decoder_from == "train"
     ):  # the source run trained first must be valid too (as pipeline.prepare_source makes it)
         try:
-            source = OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False}}, cfg.source)
+            source = cast(
+                DictConfig,  # merged into a DictConfig: a DictConfig
+                OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False}}, cfg.source),
+            )
         except OmegaConfBaseException as err:
             key = getattr(err, "full_key", None) or ""
             raise ConfigError(
@@ -579,7 +582,8 @@ def _check_analysis_settings(key: str, spec: DictConfig) -> None:
             f"{key}._target_={spec._target_!r} is not allowed: it must name an analysis function "
             f"such as aecli.analyses.activations.activation_histograms ({reason})"
         ) from None
-    settings = {k: v for k, v in spec.items() if not (k.startswith("_") and k.endswith("_"))}
+    items = cast("ItemsView[str, Any]", spec.items())  # keys of a mapping of settings: names (OmegaConf: any key type)
+    settings = {k: v for k, v in items if not (k.startswith("_") and k.endswith("_"))}
     try:
         signature.bind(None, **settings)  # None stands for the RunContext every analysis gets first
     except TypeError as err:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, cast
 
 import numpy as np
 import torch
@@ -65,7 +65,12 @@ def split(
         if not 1 <= n_train < len(points):
             raise ValueError(f"train_fraction={train_fraction} leaves an empty train or validation set")
         tr, va = order[:n_train], order[n_train:]
-    extent = tuple(float(v) for v in grid_extent) if grid_extent is not None else None
+    # [xmin, xmax, ymin, ymax]: config.validate checks there are four
+    extent = (
+        cast("tuple[float, float, float, float]", tuple(float(v) for v in grid_extent))
+        if grid_extent is not None
+        else None
+    )
     return Dataset(
         name,
         as_tensor(points[tr]),

@@ -37,6 +37,13 @@ class MLPAutoencoder(nn.Module):
     with the activation on the code (`latent_activation`).
     """
 
+    name: str
+    input_dim: int
+    latent_dim: int
+    encoder: nn.Sequential
+    decoder: nn.Sequential
+    hidden_activations: list[nn.Module]
+
     def __init__(
         self,
         input_dim: int,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Optional
+from collections.abc import Callable, Iterable
+from typing import Any, Optional, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -16,7 +16,7 @@ OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 def build_optimizer(
     cfg: DictConfig, params: Iterable[torch.nn.Parameter]
 ) -> tuple[torch.optim.Optimizer, Optional[torch.optim.lr_scheduler.LRScheduler]]:
-    kwargs = OmegaConf.to_container(cfg, resolve=True)
+    kwargs = cast("dict[str, Any]", OmegaConf.to_container(cfg, resolve=True))  # a config group: named keys
     assert isinstance(kwargs, dict)
     name, gamma, fused = kwargs.pop("name"), kwargs.pop("lr_decay"), kwargs.pop("fused", False)
     if "betas" in kwargs:
@@ -27,7 +27,7 @@ def build_optimizer(
 
 
 def make_optimizer(
-    cls: type[torch.optim.Optimizer], params: list[torch.nn.Parameter], kwargs: dict, fused: bool
+    cls: Callable[..., torch.optim.Optimizer], params: list[torch.nn.Parameter], kwargs: dict[str, Any], fused: bool
 ) -> torch.optim.Optimizer:
     """The same algorithm, the fastest kernel available: fused (one kernel updates every parameter;
     1.6x the steps/s of torch's default for-loop Adam on the studies' small nets, CPU), else foreach,

@@ -13,7 +13,7 @@ import logging
 import platform
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union, cast
 
 import torch
 from hydra.errors import InstantiationException
@@ -25,6 +25,7 @@ from aecli import analyses, plots
 from aecli.analyses import RunContext
 from aecli.config import ConfigError, validate
 from aecli.data import Dataset
+from aecli.models import MLPAutoencoder
 from aecli.optim import build_optimizer
 from aecli.run_files import (
     SUMMARY_FILE,
@@ -41,7 +42,7 @@ from aecli.train import EpochRecord, TrainState, fit, resolve_device, stop_on_si
 log = logging.getLogger("aecli")
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def run(cfg: DictConfig, run_dir: Union[str, Path]) -> dict[str, Any]:
     """Train one autoencoder as `cfg` says and write every artifact into `run_dir`; return the summary."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -364,14 +365,17 @@ def draw_figures(ctx: RunContext) -> dict[str, float]:
     return {}
 
 
-def prepare_source(cfg: DictConfig, run_dir: Path, device: torch.device) -> Optional[torch.nn.Module]:
+def prepare_source(cfg: DictConfig, run_dir: Path, device: torch.device) -> Optional[MLPAutoencoder]:
     """The model whose decoder `model.decoder_from` names, or None. `train` first trains that source
     run into <run_dir>/source: this config with `source` merged in and no decoder transfer."""
     source = cfg.model.decoder_from
     if source is None:
         return None
     if source == "train":
-        source_cfg = OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False}}, cfg.source)
+        source_cfg = cast(
+            DictConfig,  # merged into a DictConfig: a DictConfig
+            OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False}}, cfg.source),
+        )
         source_cfg.analyses, source_cfg.source = {}, {}  # assigned, not merged: merging {} keeps old keys
         source_dir = run_dir / "source"
         if read_status(source_dir) == "completed":  # a resumed run: its source run is already there
@@ -393,7 +397,7 @@ def prepare_source(cfg: DictConfig, run_dir: Path, device: torch.device) -> Opti
     return model
 
 
-def transfer_decoder(source: torch.nn.Module, model: torch.nn.Module, freeze: bool) -> None:
+def transfer_decoder(source: MLPAutoencoder, model: MLPAutoencoder, freeze: bool) -> None:
     """Copy the source model's decoder weights into `model` (shapes must match); optionally freeze them."""
     try:
         model.decoder.load_state_dict(source.decoder.state_dict())

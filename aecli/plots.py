@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, cast
 
 import matplotlib
 
@@ -46,7 +46,13 @@ def loss_curve(
     save_figure(fig, path, dpi)
 
 
-def color_kwargs(color: np.ndarray) -> tuple[dict, Optional[np.ndarray]]:
+def listed_colors(name: str) -> Sequence[tuple[float, float, float]]:
+    """The colours of a qualitative colour map such as tab10: a ListedColormap, whose `colors` are RGB
+    tuples (matplotlib types the map as any Colormap and its colours as any array-like)."""
+    return cast("Sequence[tuple[float, float, float]]", cast(ListedColormap, plt.get_cmap(name)).colors)
+
+
+def color_kwargs(color: np.ndarray) -> tuple[dict[str, Any], Optional[np.ndarray]]:
     """Scatter colour arguments, and the colour-bar ticks for class labels.
 
     Integer colours are class labels (MNIST digits): one discrete colour per class
@@ -57,7 +63,7 @@ def color_kwargs(color: np.ndarray) -> tuple[dict, Optional[np.ndarray]]:
         lo, hi = int(color.min()), int(color.max())
         classes = np.arange(lo, hi + 1)
         if len(classes) <= 20:
-            palette = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20").colors[: len(classes)]
+            palette = listed_colors("tab10" if len(classes) <= 10 else "tab20")[: len(classes)]
             cmap = ListedColormap(palette)
             return {"c": color, "cmap": cmap, "norm": BoundaryNorm(np.arange(lo - 0.5, hi + 1.5), cmap.N)}, classes
     return {"c": color, "cmap": CMAP}, None

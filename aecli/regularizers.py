@@ -13,7 +13,7 @@ term the studies use, each off at zero, so they combine freely from the config
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 from torch import nn
@@ -62,7 +62,8 @@ class Regularizer:
         """The step's extra loss, or None when every term is off (saves an addition per step)."""
         terms: list[torch.Tensor] = []
         if self.weight_l2 > 0:
-            terms.append(self.weight_l2 * sum(torch.mean(w**2) for w in self._weights))
+            # a tensor: every model has Linear layers, so never the int 0 of an empty sum
+            terms.append(self.weight_l2 * cast(torch.Tensor, sum(torch.mean(w**2) for w in self._weights)))
         if self.needs_activations:
             acts, self._activations = self._activations, []
             if acts:
@@ -70,7 +71,7 @@ class Regularizer:
                     terms.append(self.activation_l1 * torch.cat([a.abs().flatten() for a in acts]).mean())
                 if self.activation_l2 > 0:
                     terms.append(self.activation_l2 * torch.cat([(a**2).flatten() for a in acts]).mean())
-        return sum(terms) if terms else None  # type: ignore[return-value]
+        return cast(torch.Tensor, sum(terms)) if terms else None
 
     def detach(self) -> None:
         for hook in self._hooks:

@@ -33,9 +33,9 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union, cast
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 # Columns every row has, after the swept keys; analysis metrics follow them.
 SUMMARY_COLUMNS = [
@@ -60,12 +60,13 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     )
     for job_dir in job_dirs:
         hydra_dir = job_dir / ".hydra"
+        overrides: Union[DictConfig, ListConfig, list[str]]
         overrides = OmegaConf.load(hydra_dir / "overrides.yaml") if (hydra_dir / "overrides.yaml").exists() else []
         pairs = dict(str(o).split("=", 1) for o in overrides if "=" in str(o))
         summary_file = job_dir / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.exists() else {"status": "missing"}
         config = (
-            flatten(OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml")))
+            flatten(cast("dict[str, Any]", OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))))
             if (hydra_dir / "config.yaml").exists()
             else {}
         )
@@ -205,18 +206,18 @@ def write_curve_overlay(jobs: list[dict[str, Any]], keys: list[str], path: Path,
     import matplotlib.ticker
     import numpy as np
 
-    from aecli.plots import save_figure
+    from aecli.plots import listed_colors, save_figure
 
     source = "steps.csv" if steps else "metrics.csv"
-    curves = [
+    read = [
         (job, read_columns(job["dir"] / source, ["loss"] if steps else ["epoch", "train_loss", "val_loss"]))
         for job in jobs
     ]
-    curves = [(job, c) for job, c in curves if c is not None]
+    curves = [(job, c) for job, c in read if c is not None]
     if not curves:
         return False
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    colors = plt.cm.tab10.colors
+    colors = listed_colors("tab10")
     for i, (job, columns) in enumerate(curves):
         color, label = colors[i % len(colors)], job_label(job, keys)
         if steps:

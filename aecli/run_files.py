@@ -18,6 +18,7 @@ from typing import Any, Optional
 import torch
 
 from aecli.config import ConfigError
+from aecli.models import MLPAutoencoder
 from aecli.train import EpochRecord, TrainState
 
 METRICS_FILE = "metrics.csv"
@@ -113,7 +114,7 @@ class RunFiles:
 
         Only tensors, numbers, strings, lists and dicts: loadable with torch.load(weights_only=True).
         """
-        state = {
+        state: dict[str, Any] = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -179,7 +180,7 @@ def find_checkpoint(path: str | Path) -> Path:
     return candidate
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Any]:
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MLPAutoencoder, Any]:
     """The model saved in a checkpoint (or a run folder's last.pt), in eval mode, and its run's config."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -194,7 +195,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     return model.to(device=device, dtype=dtype).eval(), cfg
 
 
-def confined(run_dir: str | Path, name: str | os.PathLike, key: str = "file") -> Path:
+def confined(run_dir: str | Path, name: str | os.PathLike[str], key: str = "file") -> Path:
     """`run_dir / name`, resolved, for a file name that comes from a config value: ConfigError (one
     sentence naming `key`) when it would land outside `run_dir` (an absolute path, `..`, a symlink
     leading out) or names the folder itself. Creates nothing."""

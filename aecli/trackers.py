@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
@@ -39,6 +39,9 @@ from aecli.config import ConfigError
 from aecli.report import flatten
 from aecli.run_files import CHECKPOINT_DIR
 from aecli.train import EpochRecord
+
+if TYPE_CHECKING:
+    from mlflow.entities import Experiment
 
 log = logging.getLogger("aecli")
 
@@ -97,7 +100,7 @@ def locate(run_dir: str | Path) -> RunPlace:
 
 def config_values(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config flattened to `a.b` keys; lists and None as text (trackers take scalars)."""
-    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
+    flat = flatten(cast("dict[str, Any]", OmegaConf.to_container(cfg, resolve=True)))  # a DictConfig: a dict
     return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in flat.items()}
 
 
@@ -279,6 +282,7 @@ class MLflowTracker(Tracker):
                 return self.client.create_experiment(self.experiment_name, artifact_location=artifact_uri)
             except MlflowException:  # a job in another process (an unlocked remote store) was first
                 experiment = self.client.get_experiment_by_name(self.experiment_name)
+        experiment = cast("Experiment", experiment)  # found, or created by the other job
         if experiment.lifecycle_stage == "deleted":
             self.client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
@@ -309,7 +313,7 @@ class MLflowTracker(Tracker):
 
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, record.epoch) for k, v in asdict(record).items() if k != "epoch"]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        self.client.log_batch(cast(str, self.run_id), metrics=metrics)  # set by start, which succeeded
 
     def log_figures(self, paths: Sequence[Path]) -> None:
         for path in paths:

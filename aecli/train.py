@@ -15,13 +15,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from aecli.config import ConfigError, TrainerConfig
+from aecli.models import MLPAutoencoder
 from aecli.regularizers import Regularizer
 
 
@@ -176,7 +177,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, kind: str, chunk: int = 16384) -
 
 
 def fit(
-    model: nn.Module,
+    model: MLPAutoencoder,
     train: torch.Tensor,
     val: torch.Tensor,
     optimizer: torch.optim.Optimizer,
@@ -241,8 +242,9 @@ def fit(
             first = 0
             if state.batch and epoch == state.epoch + 1:  # resuming inside this epoch
                 first = state.batch
-                running.copy_(state.running)
-                step_losses[:first].copy_(state.step_losses)
+                # a mid-epoch state (batch > 0) always carries both
+                running.copy_(cast(torch.Tensor, state.running))
+                step_losses[:first].copy_(cast(torch.Tensor, state.step_losses))
             for b in range(first, n_batches):
                 if stop_requested():
                     state = TrainState.capture(epoch - 1, b, steps, n_batches, order_state, running, step_losses)

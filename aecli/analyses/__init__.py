@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from aecli.data import Dataset
+from aecli.models import MLPAutoencoder
 from aecli.train import EpochRecord, evaluating  # noqa: F401  (evaluating: re-exported for the analyses)
 
 
@@ -34,9 +35,9 @@ class RunContext:
     """Everything a study analysis may read after training."""
 
     cfg: DictConfig  # the run's composed config
-    model: nn.Module  # trained weights (eval mode is up to the analysis)
-    initial_model: nn.Module  # the same model before its first step (the "untrained" comparisons)
-    source_model: Optional[nn.Module]  # the run model.decoder_from named, if any
+    model: MLPAutoencoder  # trained weights (eval mode is up to the analysis)
+    initial_model: MLPAutoencoder  # the same model before its first step (the "untrained" comparisons)
+    source_model: Optional[MLPAutoencoder]  # the run model.decoder_from named, if any
     data: Dataset
     history: list[EpochRecord]
     device: torch.device
@@ -50,13 +51,13 @@ class RunContext:
         return torch.as_tensor(np.asarray(array) if not torch.is_tensor(array) else array).to(self.device, self.dtype)
 
 
-def encode(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+def encode(model: MLPAutoencoder, x: torch.Tensor) -> np.ndarray:
     """The codes of the rows of `x`, (n, latent_dim) float64, in eval mode."""
     with evaluating(model):
         return model.encode(x).double().cpu().numpy()
 
 
-def decode(model: nn.Module, codes: np.ndarray) -> np.ndarray:
+def decode(model: MLPAutoencoder, codes: np.ndarray) -> np.ndarray:
     """The decoder's output for each row of `codes`, (n, input_dim) float64, in eval mode, on the
     model's own device and dtype."""
     param = next(model.parameters())
@@ -65,7 +66,7 @@ def decode(model: nn.Module, codes: np.ndarray) -> np.ndarray:
         return model.decode(z).double().cpu().numpy()
 
 
-def encode_reconstruct(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def encode_reconstruct(model: MLPAutoencoder, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Codes and reconstructions of `x` (eval mode: no dropout, batch-norm running stats)."""
     with evaluating(model):
         code = model.encode(x)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, TypedDict, Union
 
 import matplotlib
 
@@ -28,9 +28,18 @@ from aecli.plots import save_figure  # noqa: E402
 
 
 # ----------------------------------------------------------------- numbers
+class Inversion(TypedDict):
+    """What `invert_decoder` found."""
+
+    code: np.ndarray  # the code whose decoding is nearest the target
+    residual: float  # the norm at the code
+    decoded: np.ndarray  # the curve decoded from the code
+    nfev: int  # decoder evaluations Nelder-Mead took
+
+
 def invert_decoder(
     decoder: nn.Module, target: np.ndarray, start: Sequence[float], device: torch.device, dtype: torch.dtype
-) -> dict[str, Union[float, np.ndarray, int]]:
+) -> Inversion:
     """The code whose decoding is nearest `target` (Euclidean norm), by Nelder-Mead from `start`.
 
     Returns code, residual (the norm at the code), decoded (the curve there) and nfev."""

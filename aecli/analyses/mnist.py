@@ -15,7 +15,7 @@ evaluates the trained model in eval mode (no code dropout), leaving it as it was
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
+from typing import Optional, Union
 
 import matplotlib
 
@@ -28,6 +28,7 @@ from torch import nn  # noqa: E402
 from aecli import plots  # noqa: E402
 from aecli.analyses import RunContext, decode, encode_reconstruct  # noqa: E402
 from aecli.config import ConfigError  # noqa: E402
+from aecli.models import MLPAutoencoder  # noqa: E402
 from aecli.regularizers import masking_noise  # noqa: E402
 
 
@@ -71,11 +72,13 @@ def reconstructions(ctx: RunContext, n_images: int = 10, seed: int = 0) -> dict[
 
 
 # ------------------------------------------------------------------ encoder filters
-def first_layer(model: nn.Module) -> nn.Linear:
+def first_layer(model: MLPAutoencoder) -> nn.Linear:
     return next(m for m in model.encoder.modules() if isinstance(m, nn.Linear))
 
 
-def filter_images(model: nn.Module, units: Sequence[int], image_shape: Sequence[int]) -> np.ndarray:
+def filter_images(
+    model: MLPAutoencoder, units: Union[Sequence[int], np.ndarray], image_shape: Sequence[int]
+) -> np.ndarray:
     """The input weights of the chosen first-layer units, each reshaped to an image."""
     weight = first_layer(model).weight.detach().float().cpu().numpy()
     return weight[np.asarray(units)].reshape(len(units), *image_shape)
@@ -145,7 +148,7 @@ def latent_scatter(
     plots.save_figure(fig, ctx.run_dir / f"latent_{dims}d.png", ctx.dpi)
 
     metrics: dict[str, float] = {}
-    if knn_neighbors > 0 and ctx.data.train_labels is not None:
+    if knn_neighbors > 0 and ctx.data.train_labels is not None and ctx.data.val_labels is not None:
         train_codes, _ = encode_reconstruct(ctx.model, ctx.tensor(ctx.data.train))
         metrics["latent_knn_accuracy"] = knn_accuracy(
             train_codes, ctx.data.train_labels[:, 0], codes, ctx.data.val_labels[:, 0], knn_neighbors
@@ -155,7 +158,7 @@ def latent_scatter(
 
 # ------------------------------------------------------------------ decoded latent grid
 def decode_grid(
-    model: nn.Module, z0_range: Sequence[float], z1_range: Sequence[float], n: int, image_shape: Sequence[int]
+    model: MLPAutoencoder, z0_range: Sequence[float], z1_range: Sequence[float], n: int, image_shape: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode an n x n grid of 2-D codes. Returns (z0s, z1s, images): z0s increase left to right
     (columns), z1s DEcrease top to bottom (rows, so the picture reads like a scatter plot), and
@@ -235,10 +238,10 @@ def denoising(ctx: RunContext, mask_rate: Optional[float] = None, n_images: int 
         raise ConfigError(
             f"analyses.denoising.mask_rate={rate} is not allowed: use a rate in (0, 1), or set regularizer.mask_rate"
         )
-    clean = ctx.data.val
-    noisy = masking_noise(clean, rate, generator=torch.Generator().manual_seed(seed))
-    _, x_hat = encode_reconstruct(ctx.model, ctx.tensor(noisy))
-    clean, noisy = clean.numpy(), noisy.numpy()
+    clean_t = ctx.data.val
+    noisy_t = masking_noise(clean_t, rate, generator=torch.Generator().manual_seed(seed))
+    _, x_hat = encode_reconstruct(ctx.model, ctx.tensor(noisy_t))
+    clean, noisy = clean_t.numpy(), noisy_t.numpy()
     noisy_mse = mse(x_hat, clean)
     pick = _seeded_pick(len(clean), n_images, seed)
     plots.image_pairs(

@@ -23,10 +23,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, decode, encode
 from aecli.config import ConfigError  # noqa: E402
+from aecli.models import MLPAutoencoder
 from aecli.plots import save_figure
 from aecli.report import read_columns
 from aecli.run_files import STEPS_FILE, confined  # noqa: E402
@@ -35,12 +35,12 @@ CMAP = "viridis"
 
 
 # ------------------------------------------------------------------ numbers
-def encode_1d(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+def encode_1d(model: MLPAutoencoder, x: torch.Tensor) -> np.ndarray:
     """The 1-D codes of `x` as a flat array, in eval mode."""
     return encode(model, x)[:, 0]
 
 
-def decoder_curve(model: nn.Module, z: np.ndarray) -> np.ndarray:
+def decoder_curve(model: MLPAutoencoder, z: np.ndarray) -> np.ndarray:
     """The decoder's output at exactly the codes `z` (shape (n,) for a 1-D code), as an (n, dim) array."""
     return decode(model, np.asarray(z).reshape(len(z), -1))
 
@@ -77,7 +77,7 @@ def grid_points(extent: Sequence[float], resolution: int) -> tuple[np.ndarray, n
 
 
 def encoder_shift_grid(
-    old: nn.Module, new: nn.Module, points: np.ndarray, device: torch.device, dtype: torch.dtype
+    old: MLPAutoencoder, new: MLPAutoencoder, points: np.ndarray, device: torch.device, dtype: torch.dtype
 ) -> np.ndarray:
     """|z_new - z_old| at each point: how far the new encoder moved each point's code."""
     x = torch.as_tensor(points).to(device, dtype)
@@ -209,7 +209,7 @@ def encoder_shift(
     im = ax.imshow(
         shift.reshape(resolution, resolution),
         origin="lower",
-        extent=tuple(extent),
+        extent=(extent[0], extent[1], extent[2], extent[3]),  # four values: grid_points unpacked them
         cmap=CMAP,
         interpolation="nearest",
         aspect="auto",

@@ -25,10 +25,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, evaluating  # noqa: E402
 from aecli.config import ConfigError  # noqa: E402
+from aecli.models import MLPAutoencoder  # noqa: E402
 from aecli.plots import save_figure  # noqa: E402
 
 CMAP = "jet"  # the study's colour map for the roll parameter t
@@ -37,7 +37,7 @@ CMAP = "jet"  # the study's colour map for the roll parameter t
 # ----------------------------------------------------------------- numbers
 @torch.no_grad()
 def reconstruct(
-    model: nn.Module, x: torch.Tensor, train_mode: bool = False, seed: int = 0
+    model: MLPAutoencoder, x: torch.Tensor, train_mode: bool = False, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Codes and reconstructions of `x`, as numpy arrays.
 
