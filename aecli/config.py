@@ -547,25 +547,29 @@ def validate(cfg: DictConfig) -> None:
                 "use a plain file name such as figure.png: a run writes only inside its own folder",
             )
         _check_analysis_settings(f"analyses.{name}", spec)
-    if (
-        m.decoder_from == "train"
-    ):  # the source run trained first must be valid too (as pipeline.prepare_source makes it)
+    if m.decoder_from == "train":  # the source run trained first must be valid too
         try:
-            source = cast(
-                DictConfig,  # merged into a DictConfig: a DictConfig
-                OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False}}, cfg.source),
-            )
-        except OmegaConfBaseException as err:
-            key = getattr(err, "full_key", None) or ""
-            raise ConfigError(
-                f"source.{key}={_at(cfg.source, key)!r} is not allowed: {_first_line(err)}; "
-                f"source takes keys of the run's own config, e.g. source.optimizer.lr=1e-3"
-            ) from None
-        source.analyses, source.source = {}, {}
-        try:
-            validate(source)
+            validate(source_config(cfg))
         except ConfigError as err:
             raise ConfigError(f"source.{err}") from None
+
+
+def source_config(cfg: DictConfig) -> DictConfig:
+    """The config of the run `model.decoder_from=train` trains first: this one with `source` merged
+    in, no decoder transfer and no analyses of its own."""
+    try:
+        source = cast(
+            DictConfig,  # merged into a DictConfig: a DictConfig
+            OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False}}, cfg.source),
+        )
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or ""
+        raise ConfigError(
+            f"{key}={_at(cfg.source, key)!r} is not allowed: {_first_line(err)}; "
+            f"source takes keys of the run's own config, e.g. source.optimizer.lr=1e-3"
+        ) from None
+    source.analyses, source.source = {}, {}  # assigned, not merged: merging {} keeps old keys
+    return source
 
 
 def _check_analysis_settings(key: str, spec: DictConfig) -> None:

@@ -13,7 +13,7 @@ import logging
 import platform
 import time
 from pathlib import Path
-from typing import Any, Optional, Union, cast
+from typing import Any, Optional, Union
 
 import torch
 from hydra.errors import InstantiationException
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from aecli import analyses, plots
 from aecli.analyses import RunContext
-from aecli.config import ConfigError, validate
+from aecli.config import ConfigError, source_config, validate
 from aecli.data import Dataset
 from aecli.models import MLPAutoencoder
 from aecli.optim import build_optimizer
@@ -372,11 +372,7 @@ def prepare_source(cfg: DictConfig, run_dir: Path, device: torch.device) -> Opti
     if source is None:
         return None
     if source == "train":
-        source_cfg = cast(
-            DictConfig,  # merged into a DictConfig: a DictConfig
-            OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False}}, cfg.source),
-        )
-        source_cfg.analyses, source_cfg.source = {}, {}  # assigned, not merged: merging {} keeps old keys
+        source_cfg = source_config(cfg)
         source_dir = run_dir / "source"
         if read_status(source_dir) == "completed":  # a resumed run: its source run is already there
             log.info("model.decoder_from=train: using the source run already in %s", source_dir)
