@@ -165,8 +165,7 @@ def run_aecli(p: Problem, device: torch.device, compile: bool = False) -> tuple[
         bar = tqdm(total=p.epochs, disable=None, leave=False)
         history: list[EpochRecord] = []
 
-        def on_epoch(record: EpochRecord, state: TrainState) -> None:
-            history.append(record)
+        def on_epoch(record: EpochRecord, state: TrainState) -> None:  # `fit` has appended `record` to history
             files.append_metrics(record)
             if record.epoch % cfg.checkpoint_every == 0 or record.epoch == p.epochs:
                 files.save_checkpoint(model, optimizer, None, history, state)
@@ -183,6 +182,7 @@ def run_aecli(p: Problem, device: torch.device, compile: bool = False) -> tuple[
             cfg,
             torch.Generator().manual_seed(1),
             on_epoch=on_epoch,
+            history=history,
         )
         bar.close()
         files.close()

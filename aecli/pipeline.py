@@ -138,8 +138,7 @@ def run(cfg: DictConfig, run_dir: Union[str, Path]) -> dict[str, Any]:
         best: Optional[dict[str, Any]] = resume.get("best") if resume else None
 
         def on_epoch(record: EpochRecord, state: TrainState) -> None:
-            nonlocal best
-            history.append(record)
+            nonlocal best  # `fit` has appended `record` to `history`
             files.append_metrics(record)
             trackers.log_epoch(record)
             if best is None or record.val_loss < best["val_loss"]:  # kept in memory, saved with last.pt
@@ -172,7 +171,7 @@ def run(cfg: DictConfig, run_dir: Union[str, Path]) -> dict[str, Any]:
                 stop_requested=stop_requested,
                 on_step_losses=files.append_step_losses if t.log_steps else None,
                 resume=state,
-                history=list(history),
+                history=history,
             )
         bar.close()
         regularizer.detach()

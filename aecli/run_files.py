@@ -8,10 +8,11 @@ any moment leaves the previous complete version readable.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, astuple, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -58,10 +59,11 @@ class RunFiles:
         self.config_yaml = config_yaml
         (self.dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
         names = [f.name for f in fields(EpochRecord)]
-        rows = "".join(
-            ",".join(repr(v) if isinstance(v, float) else str(v) for v in astuple(r)) + "\n" for r in history
-        )
-        atomic_write(self.dir / METRICS_FILE, lambda f: f.write((",".join(names) + "\n" + rows).encode()))
+        start = io.StringIO()  # the header and the rows so far, written as append_metrics writes rows
+        start_csv = csv.DictWriter(start, fieldnames=names, lineterminator="\n")
+        start_csv.writeheader()
+        start_csv.writerows(asdict(r) for r in history)
+        atomic_write(self.dir / METRICS_FILE, lambda f: f.write(start.getvalue().encode()))
         self._metrics = open(self.dir / METRICS_FILE, "a", newline="")
         self._csv = csv.DictWriter(self._metrics, fieldnames=names, lineterminator="\n")
         self._steps: Optional[Any] = None  # steps.csv, opened on the first row

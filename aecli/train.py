@@ -194,6 +194,9 @@ def fit(
     """Train until cfg.epochs; call `on_epoch` after each (and once for the untrained model) with its
     metrics row and the state a checkpoint needs.
 
+    `history` is the list of metrics rows that `fit` appends each epoch's row to before calling
+    `on_epoch` (so a checkpoint written there has them all); a new list when not given.
+
     `resume` (with the `history` so far) continues from a saved state, also from the middle of an
     epoch, and ends on the same weights and losses as a run that never stopped: the caller restores
     model, optimizer and schedule; `fit` restores the generators and the epoch's position.
@@ -209,7 +212,7 @@ def fit(
     n_batches = n // batch_size if cfg.drop_last else math.ceil(n / batch_size)
     mean_loss = cfg.loss == "mse"  # a batch's mse is a mean: times its size gives its per-sample sum
     lr = lambda: float(optimizer.param_groups[0]["lr"])  # noqa: E731
-    history = list(history or [])
+    history = history if history is not None else []
     start = time.perf_counter() - (history[-1].seconds if history else 0.0)  # a resumed clock goes on
 
     def record(epoch: int, train_loss: float, epoch_lr: float, state: TrainState) -> None:
