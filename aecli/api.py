@@ -17,7 +17,6 @@ is kept anywhere else.
 from __future__ import annotations
 
 import csv
-import datetime
 import json
 import logging
 import os
@@ -28,7 +27,7 @@ from typing import Any, Optional, TypeVar, Union
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aecli import report
 from aecli.config import DEVICES, ConfigError
@@ -300,12 +299,15 @@ def run(
 
     overrides = list(overrides)
     try:
-        cfg = compose(overrides)
+        cfg = compose(overrides, with_hydra=True)  # hydra.run.dir: the CLI's run folder name
     except HydraException as err:  # unknown key, wrong type, missing option, bad syntax: one sentence
         detail = " ".join(str(err).split("Config search path")[0].split())  # drop Hydra's search-path dump
         if err.__cause__ is not None:
             detail += f" ({' '.join(str(err.__cause__).splitlines()[0].split())})"
         raise ConfigError(detail) from err
+    default_dir = Path(cfg.hydra.run.dir)
+    with open_dict(cfg):
+        del cfg["hydra"]
     if cfg.get("resume") is not None:  # as `aecli resume=<run dir>`: that run, continued in its own folder
         from aecli.pipeline import resumed_config
 
@@ -315,10 +317,7 @@ def run(
         cfg = resumed_config(str(run_dir), overrides)
         record = run_dir / ".hydra" / "resume"  # the original run's .hydra/ stays as it was
     else:
-        if output_dir is None:
-            now = datetime.datetime.now()
-            output_dir = Path("outputs") / now.strftime("%Y-%m-%d") / f"{now.strftime('%H-%M-%S.%f')}-{os.getpid()}"
-        run_dir = Path(output_dir)
+        run_dir = Path(output_dir) if output_dir is not None else default_dir
         record = run_dir / ".hydra"
     record.mkdir(parents=True, exist_ok=True)
     (record / "config.yaml").write_text(OmegaConf.to_yaml(cfg))

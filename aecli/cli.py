@@ -10,13 +10,12 @@ import logging
 import math
 import os
 import sys
-from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
-from aecli.config import ConfigError, check_resume_folder, register_schemas
+from aecli.config import ConfigError, check_overrides, config_options, register_schemas
 
 register_schemas()
 log = logging.getLogger("aecli")
@@ -71,25 +70,6 @@ def _app(cfg: DictConfig) -> float:
     return summary["final_val_loss"]  # what a sweeper (e.g. Optuna) minimises
 
 
-def _checking_overrides(app: Any) -> Any:
-    """Hydra's app behind config.check_overrides: the few bad overrides Hydra itself answers with a
-    Python traceback (`dataset=null`, `model=3`, `=3`) get one sentence and exit status 2 instead."""
-
-    def checked() -> Any:
-        from aecli.config import check_overrides
-
-        try:
-            check_overrides(_override_args(sys.argv[1:]))
-        except ConfigError as err:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            print(f"aecli: error: {err}", file=sys.stderr)
-            sys.exit(2)
-        return app()
-
-    return checked
-
-
 def _override_args(argv: list[str]) -> list[str]:
     """The overrides among the command-line arguments, as Hydra's own argument parser finds them;
     none when the flags are bad (Hydra's parser reports that itself, once)."""
@@ -104,9 +84,6 @@ def _override_args(argv: list[str]) -> list[str]:
     except SystemExit:
         return []
     return list(args.overrides or [])
-
-
-_app = _checking_overrides(_app)
 
 
 def main() -> None:
@@ -124,9 +101,9 @@ def main() -> None:
             sys.exit(1)
         return
     try:
-        for arg in args:  # before Hydra makes the run folder from it (and fails to report a bad one)
-            if arg.startswith("resume=") and arg != "resume=null":
-                check_resume_folder(arg.split("=", 1)[1])
+        # The few bad overrides Hydra itself answers with a Python traceback (`dataset=null`, `model=3`,
+        # `=3`) or acts on before reporting them (a `resume=` folder it would create) get one sentence.
+        check_overrides(_override_args(args))
         _app()
     except ConfigError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -151,29 +128,20 @@ def main() -> None:
         sys.exit(1)
 
 
-def config_groups() -> dict[str, list[str]]:
-    """Group -> options, read from the shipped conf/ folder (Hydra's own --help asks its config
-    repository once per group, deep-copying the ConfigStore each time: seconds instead of ms)."""
-    from importlib.resources import files
-
-    root = files("aecli.conf")
-    groups: dict[str, list[str]] = {}
-    for folder in sorted(root.iterdir(), key=lambda f: f.name):
-        if folder.is_dir() and folder.name not in ("hydra", "__pycache__"):
-            groups[folder.name] = sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml"))
-    return groups
-
-
 def render_help(overrides: list[str]) -> str:
     """`aecli [overrides] --help`: the help template of conf/config.yaml, filled with the config
-    groups and the config these overrides compose (no torch import, under a second)."""
-    from hydra import compose, initialize_config_module
+    groups and the config these overrides compose (no torch import, under a second). The groups
+    come from the shipped conf/ files: Hydra's own help asks its config repository once per group,
+    deep-copying the ConfigStore each time (seconds instead of milliseconds)."""
     from omegaconf import OmegaConf, open_dict
 
-    with initialize_config_module(config_module="aecli.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    from aecli.config import compose
+
+    cfg = compose(overrides, with_hydra=True)
     template = cfg.hydra.help.template
-    groups = "\n".join(f"{group}: {', '.join(options)}" for group, options in config_groups().items())
+    groups = "\n".join(  # Hydra's own help lists the groups of conf/ but not Hydra's (hydra/launcher)
+        f"{group}: {', '.join(options)}" for group, options in config_options().items() if not group.startswith("hydra")
+    )
     with open_dict(cfg):
         del cfg["hydra"]
     return template.replace("$APP_CONFIG_GROUPS", groups + "\n").replace("$CONFIG", OmegaConf.to_yaml(cfg))

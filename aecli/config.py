@@ -255,8 +255,8 @@ class AecliConfig:
     # name -> {_target_: tracker, ...}: where metrics, figures and results go besides the run folder
     logger: dict[str, Any] = field(default_factory=dict)
     seed: int = 1337
-    # a run folder to continue in place (`aecli resume=outputs/...`): its saved config is used,
-    # with any other overrides on the command line ignored except trainer.epochs
+    # a run folder to continue in place (`aecli resume=outputs/...`) with its saved config; only
+    # pipeline.RESUMABLE_OVERRIDES (e.g. trainer.epochs) may change on the command line
     resume: Optional[str] = None
 
 
@@ -273,6 +273,25 @@ def check_resume_folder(resume: str) -> None:
     """resume= must name a run folder with a last checkpoint; one sentence if it does not."""
     if not os.path.isfile(os.path.join(os.path.expanduser(resume), "checkpoints", "last.pt")):
         raise ConfigError(f"resume={resume!r} is not a run folder with checkpoints/last.pt")
+
+
+def config_options() -> dict[str, list[str]]:
+    """Config group -> its options, sorted, from the YAML files shipped as `aecli.conf` (nested
+    groups as `hydra/launcher`): what `--help` and the README's generated tables list."""
+    from importlib.resources import files
+    from importlib.resources.abc import Traversable
+
+    found: dict[str, list[str]] = {}
+
+    def walk(folder: Traversable, group: str) -> None:
+        for entry in folder.iterdir():
+            if entry.is_dir() and entry.name != "__pycache__":
+                walk(entry, f"{group}/{entry.name}" if group else entry.name)
+            elif group and entry.name.endswith(".yaml"):
+                found.setdefault(group, []).append(entry.name.removesuffix(".yaml"))
+
+    walk(files("aecli.conf"), "")
+    return {group: sorted(options) for group, options in sorted(found.items())}
 
 
 def register_schemas() -> None:
@@ -302,15 +321,16 @@ def register_schemas() -> None:
         cs.store(group=f"schema/{group}", name=name, node=node)
 
 
-def compose(overrides: Sequence[str] = ()) -> DictConfig:
-    """The config `aecli <overrides>` would run, composed without Hydra's app runner (tests, notebooks)."""
+def compose(overrides: Sequence[str] = (), with_hydra: bool = False) -> DictConfig:
+    """The config `aecli <overrides>` would run, composed without Hydra's app runner (tests, notebooks).
+    `with_hydra` keeps Hydra's own node (`hydra.run.dir`, `hydra.help`, ...) as the CLI sees it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
     register_schemas()
     check_overrides(overrides)  # the few bad overrides Hydra would answer with a traceback
     with initialize_config_module(config_module="aecli.conf", version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 # ------------------------------------------------------------------ validation
@@ -393,8 +413,9 @@ def _config_repository() -> Any:
 
 def check_overrides(overrides: Sequence[str]) -> None:
     """ConfigError for the overrides Hydra's composition answers with a Python traceback instead of a
-    message: a config group set to a number, a bool or null (`dataset=null`, `model=3`), or a value
-    with no key (`=3`). Everything else is left to Hydra, which reports it in its own words."""
+    message: a config group set to a number, a bool or null (`dataset=null`, `model=3`), a value
+    with no key (`=3`), or a `resume=` naming no run folder (Hydra would make that folder first).
+    Everything else is left to Hydra, which reports it in its own words."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
@@ -404,6 +425,8 @@ def check_overrides(overrides: Sequence[str]) -> None:
     suspects = []
     interpolated: dict[str, Optional[str]] = {}  # key -> the override that set it to a ${...} interpolation
     for o in parsed:
+        if o.key_or_group == "resume" and not o.is_delete() and isinstance(o.value(), str):
+            check_resume_folder(str(o.value()))
         parent = next((k for k in interpolated if o.key_or_group.startswith(k + ".")), None)
         if parent is not None and not o.is_delete():  # OmegaConf fails with an AssertionError
             raise ConfigError(

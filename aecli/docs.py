@@ -37,6 +37,7 @@ from typing import Any, Optional, cast
 
 from omegaconf import DictConfig, OmegaConf
 
+from aecli.config import config_options
 from aecli.report import flatten
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,10 +165,7 @@ def root_defaults() -> list[tuple[str, Optional[str]]]:
 
 def groups() -> list[tuple[str, Optional[str], list[str]]]:
     """(group, default option, options: the default first, then by name) for every folder of conf/."""
-    found: dict[str, list[str]] = {}
-    for path in sorted(CONF.rglob("*.yaml")):
-        if path.parent != CONF:
-            found.setdefault(path.parent.relative_to(CONF).as_posix(), []).append(path.stem)
+    found = config_options()
     defaults = dict(root_defaults())
     order = [g for g, _ in root_defaults() if g in found] + sorted(g for g in found if g not in defaults)
     out = []
