@@ -16,8 +16,6 @@ is kept anywhere else.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -31,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aecli import report
 from aecli.config import DEVICES, ConfigError
+from aecli.csv_files import read_columns
 from aecli.data import Dataset
 from aecli.models import MLPAutoencoder
 from aecli.run_files import CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, find_checkpoint, load_model
@@ -46,20 +45,20 @@ Array = TypeVar("Array", np.ndarray, torch.Tensor)
 class Metrics(dict[str, np.ndarray]):
     """metrics.csv as columns: name -> 1-D numpy array, one entry per epoch (`epoch` is int, the
     rest float64). `metrics["val_loss"][-1]` is the last epoch's validation loss; the repr is a
-    short table for notebooks."""
+    short table for notebooks. `problem` says what of the file could not be read (None: all of it)."""
+
+    problem: Optional[str] = None
 
     @classmethod
     def read(cls, path: Path) -> Metrics:
-        """The columns of a metrics.csv (no columns when the file is missing)."""
-        if not path.is_file():
-            return cls()
-        with open(path, newline="") as f:
-            header = next(csv.reader(f), [])
-        columns = report.read_columns(path, header) or [[] for _ in header]
-        return cls(
-            (name, np.asarray(values, dtype=np.int64 if name == "epoch" else np.float64))
-            for name, values in zip(header, columns)
+        """The columns of a metrics.csv (no columns when the file is missing). A torn or garbled row
+        (a run killed in the middle of an append) is left out with a warning and noted in `problem`."""
+        columns, problem = read_columns(path)
+        metrics = cls(
+            (name, values.astype(np.int64) if name == "epoch" else values) for name, values in columns.items()
         )
+        metrics.problem = problem
+        return metrics
 
     @property
     def rows(self) -> int:
@@ -67,6 +66,9 @@ class Metrics(dict[str, np.ndarray]):
         return len(next(iter(self.values()))) if self else 0
 
     def __repr__(self) -> str:
+        return self._table() + (f"\n(not read: {self.problem})" if self.problem else "")
+
+    def _table(self) -> str:
         if not self.rows:
             return f"Metrics(no rows; columns: {', '.join(self) or 'none'})"
         names, n = list(self), self.rows
@@ -179,7 +181,7 @@ def load_run(path: PathLike, device: Union[str, torch.device] = "cpu", checkpoin
     run_dir = ckpt.parent.parent if ckpt.parent.name == CHECKPOINT_DIR else ckpt.parent
     model, config = load_model(ckpt, _device(device))
     summary_file = run_dir / SUMMARY_FILE
-    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    summary = (report.read_summary(summary_file)[0] or {}) if summary_file.is_file() else {}
     return Run(
         path=run_dir,
         checkpoint=ckpt,
@@ -206,8 +208,13 @@ class SweepJob:
 
     @property
     def ok(self) -> bool:
-        """True when the job completed; a failed, diverged, interrupted or missing job is False."""
+        """True when the job completed; a failed, diverged, interrupted, missing or unreadable job is False."""
         return self.status == "completed"
+
+    @property
+    def problem(self) -> Optional[str]:
+        """Why the job is "unreadable" (a corrupt summary.json or .hydra file, one line), else None."""
+        return str(self.summary.get("error")) if self.status == "unreadable" else None
 
     def load(self, device: Union[str, torch.device] = "cpu", checkpoint: str = "last") -> Run:
         """This job's Run (see load_run); ValueError when the job never wrote a checkpoint."""
@@ -244,7 +251,7 @@ class Sweep:
 
     @property
     def failed(self) -> list[SweepJob]:
-        """Jobs that did not complete: failed, diverged, interrupted, or still missing their summary."""
+        """Jobs that did not complete: failed, diverged, interrupted, still missing their summary, or unreadable."""
         return [j for j in self.jobs if not j.ok]
 
     def best(self, metric: str = "final_val_loss", descending: bool = False) -> SweepJob:
@@ -254,7 +261,7 @@ class Sweep:
         ranked = [
             r
             for r in report.sort_jobs(rows, metric, descending)
-            if isinstance(report.job_value(r, metric), (int, float))
+            if report.number(report.job_value(r, metric)) is not None
         ]
         if not ranked:
             raise ValueError(f"no completed job of {self.path} reports {metric!r}")
@@ -267,7 +274,8 @@ class Sweep:
 
 def load_sweep(path: PathLike) -> Sweep:
     """Read a multirun folder (`<sweep>/<job number>/`): every job's overrides and summary, failed
-    jobs included; models load lazily with `job.load()`."""
+    jobs included; models load lazily with `job.load()`. A job whose files are corrupt is listed with
+    status "unreadable" (`ok` False, the reason in `problem`) instead of raising."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise ValueError(f"no sweep folder at {path}")

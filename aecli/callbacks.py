@@ -1,13 +1,15 @@
-"""Hydra callbacks. `SweepComparison` writes the sweep report when a multirun ends.
+"""Hydra callbacks: `RunFolderGuard` before a run or sweep writes anything, `SweepComparison`
+(the sweep report) when a multirun ends.
 
-It runs once in the launching process after every job has ended, whatever the
-launcher (basic, joblib, submitit); the report itself (aecli/report.py) reads only
-the job folders, so `aecli-report <sweep dir>` rebuilds it later from the same files.
+Both run in the launching process, whatever the launcher (basic, joblib, submitit). The
+report itself (aecli/report.py) reads only the job folders, so `aecli-report <sweep dir>`
+rebuilds it later from the same files.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,57 @@ from omegaconf import DictConfig
 
 log = logging.getLogger("aecli")
 
-# How many jobs of the last multirun in this process did not complete; the CLI exits non-zero if any.
-last_sweep = {"unfinished": 0}
+# The last multirun of this process: its folder, whether its report was written, and how many of
+# its jobs did not complete (the CLI exits non-zero if any).
+last_sweep: dict[str, Any] = {"dir": None, "reported": False, "unfinished": 0}
+
+
+class RunFolderGuard(Callback):
+    """Before Hydra makes a folder or writes a file: a run (or sweep) never lands in a folder that
+    holds anything, unless it is `resume=` continuing that very run; the folder is locked for this
+    process, so a second aecli on it is refused naming this one. A sweep's folder also gets its
+    stop file on the first signal, which stops every job of the sweep, in any process."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from aecli.folders import prepare_run_folder
+
+        guarded(lambda: prepare_run_folder(str(config.hydra.run.dir), resuming=config.get("resume") is not None))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from aecli import signals
+        from aecli.folders import prepare_run_folder
+
+        sweep_dir = guarded(lambda: prepare_run_folder(str(config.hydra.sweep.dir), key="hydra.sweep.dir"))
+        last_sweep.update(dir=sweep_dir, reported=False, unfinished=0)
+        signals.on_stop(lambda: (sweep_dir / signals.STOP_FILE).touch())
+
+
+def guarded(prepare: Any) -> Any:
+    """`prepare()`, its ConfigError as one line and exit 2; a stop asked for already: exit 130, nothing written."""
+    from aecli import signals
+    from aecli.errors import ConfigError, fail
+
+    if signals.requested():
+        print(f"aecli: stopped by {signals.reason()} before the run began; nothing was written", file=sys.stderr)
+        sys.exit(130)
+    try:
+        return prepare()
+    except ConfigError as err:
+        fail(err)
+
+
+def report_stopped_sweep() -> None:
+    """After a second signal cut a sweep short: its report, from whatever the job folders hold."""
+    if last_sweep["dir"] is None or last_sweep["reported"]:
+        return
+    from aecli.report import build_report
+
+    try:
+        result = build_report(last_sweep["dir"])
+        last_sweep.update(reported=True, unfinished=result["jobs"] - result["statuses"].get("completed", 0))
+        log.info("report of the stopped sweep: %s", last_sweep["dir"] / "index.html")
+    except Exception as err:  # the report is a courtesy here; the job folders hold everything
+        log.warning("could not write the report of the stopped sweep: %s", err)
 
 
 class SweepComparison(Callback):
@@ -36,9 +87,10 @@ class SweepComparison(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir() or not any(p.name.isdigit() for p in sweep_dir.iterdir()):
+            log.warning("the sweep in %s has no job folders: no report", sweep_dir)
             return
         result = build_report(sweep_dir, self.figures, self.sort_by)
-        last_sweep["unfinished"] = result["jobs"] - result["statuses"].get("completed", 0)
+        last_sweep.update(reported=True, unfinished=result["jobs"] - result["statuses"].get("completed", 0))
         log.info(
             "sweep of %d jobs (%s) reported in %s: %s",
             result["jobs"],

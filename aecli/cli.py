@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
+from aecli import signals
 from aecli.config import ConfigError, check_overrides, config_options, register_schemas
+from aecli.errors import fail, first_line, full_error
 
 register_schemas()
 log = logging.getLogger("aecli")
@@ -28,46 +30,65 @@ def _app(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from aecli.pipeline import run  # heavy imports (torch, matplotlib) only when training
+    hc = HydraConfig.get()
+    output_dir = Path(hc.runtime.output_dir)
+    in_sweep = hc.mode == RunMode.MULTIRUN
+    stop_file = Path(hc.sweep.dir) / signals.STOP_FILE if in_sweep else None
+    with signals.watch_file(stop_file):
+        if in_sweep and signals.requested():  # the sweep was stopped before this job began
+            return not_started(output_dir)
+        try:
+            from aecli.pipeline import run  # heavy imports (torch, matplotlib) only when training
 
-    output_dir = HydraConfig.get().runtime.output_dir
-    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    try:
-        if cfg.resume is not None:  # continue that run, in its folder (the run dir), with its saved config
-            if in_sweep:
-                raise ConfigError(
-                    "resume= continues one run; resume the jobs of a sweep one by one, e.g. aecli resume=<sweep dir>/0"
-                )
-            from aecli.pipeline import resumed_config
+            if cfg.resume is not None:  # continue that run, in its folder (the run dir), with its saved config
+                if in_sweep:
+                    raise ConfigError(
+                        "resume= continues one run; resume the jobs of a sweep one by one, "
+                        "e.g. aecli resume=<sweep dir>/0"
+                    )
+                from aecli.pipeline import resumed_config
 
-            cfg = resumed_config(cfg.resume, list(HydraConfig.get().overrides.task))
-        summary = run(cfg, output_dir)
-    except ConfigError as err:
-        # A bad value gets one sentence and exit status 2; HYDRA_FULL_ERROR=1 shows the traceback.
-        if full_error:
-            raise
-        print(f"aecli: error: {err}", file=sys.stderr)
-        if in_sweep:
+                cfg = resumed_config(cfg.resume, list(hc.overrides.task))
+            summary = run(cfg, output_dir)
+        except ConfigError as err:  # a bad value: one sentence, exit status 2
+            if not in_sweep:
+                fail(err)
+            print(f"aecli: error: {first_line(err)}", file=sys.stderr)
             return math.nan
-        sys.exit(2)
-    except Exception as err:
-        if not in_sweep or full_error:
-            raise
-        log.exception("job failed: %s", output_dir)
-        print(
-            f"aecli: job failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-            f"see {output_dir}",
-            file=sys.stderr,
-        )
-        return math.nan
+        except OSError as err:  # the disk: full, read-only, gone; one sentence, the run folder as far as it got
+            if full_error():
+                raise
+            where = f" {err.filename}" if err.filename else ""
+            print(f"aecli: error: cannot write{where}: {err.strerror or first_line(err)}", file=sys.stderr)
+            if in_sweep:
+                return math.nan
+            sys.exit(1)
+        except Exception as err:
+            if not in_sweep or full_error():
+                raise
+            log.exception("job failed: %s", output_dir)
+            print(f"aecli: job failed ({type(err).__name__}: {first_line(err)}); see {output_dir}", file=sys.stderr)
+            return math.nan
     if summary["status"] != "completed":
         # The run folder holds everything up to the stop; say so and exit non-zero.
-        print(f"aecli: run {summary['status']} after epoch {summary['epochs']}; see {output_dir}", file=sys.stderr)
+        where = (
+            f"during {summary['phase']}"
+            if summary["status"] == "interrupted"
+            else f"after epoch {summary.get('epochs')}"
+        )
+        print(f"aecli: run {summary['status']} {where}; see {output_dir}", file=sys.stderr)
         if in_sweep:
             return math.nan
         sys.exit(130 if summary["status"] == "interrupted" else 1)
-    return summary["final_val_loss"]  # what a sweeper (e.g. Optuna) minimises
+    return float(summary["final_val_loss"])  # what a sweeper (e.g. Optuna) minimises
+
+
+def not_started(job_dir: Path) -> float:
+    """A job of a stopped sweep: its folder (Hydra made it) says it never started; NaN to the sweeper."""
+    from aecli.run_files import write_summary
+
+    write_summary(job_dir, {"status": "not_started", "error": f"the sweep was stopped ({signals.reason()})"})
+    return math.nan
 
 
 def _override_args(argv: list[str]) -> list[str]:
@@ -87,7 +108,12 @@ def _override_args(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    args = sys.argv[1:]
+    """The `aecli` command (aecli/__main__.py installs the stop handlers even earlier)."""
+    with signals.handling():  # a signal during start-up is a stop request too, not a traceback
+        command(sys.argv[1:])
+
+
+def command(args: list[str]) -> None:
     if "--version" in args:
         from aecli import __version__
 
@@ -97,8 +123,7 @@ def main() -> None:
         try:
             print(render_help([a for a in args if not a.startswith("-")]))
         except Exception as err:  # a bad override: Hydra's own message (it lists the options)
-            print(f"aecli: error: {err}", file=sys.stderr)
-            sys.exit(1)
+            fail(err, status=1)
         return
     try:
         # The few bad overrides Hydra itself answers with a Python traceback (`dataset=null`, `model=3`,
@@ -106,19 +131,26 @@ def main() -> None:
         check_overrides(_override_args(args))
         _app()
     except ConfigError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"aecli: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(err)
     except InterpolationResolutionError as err:  # in hydra.run.dir, which Hydra resolves outside its
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":  # error report (that report then fails on it)
-            raise
-        message = str(err).splitlines()[0]
+        message = first_line(err)  # error report (that report then fails on it)
         ours = f"{ConfigError.__name__} raised while resolving"  # e.g. from the resume= resolver
-        print(f"aecli: error: {message.split(': ', 1)[1] if ours in message else message}", file=sys.stderr)
-        sys.exit(2)
+        fail(ConfigError(message.split(": ", 1)[1] if ours in message else message))
+    except KeyboardInterrupt:  # a second signal: the run or job wrote its summary on the way out
+        from aecli.callbacks import report_stopped_sweep
+
+        report_stopped_sweep()
+        print("aecli: stopped", file=sys.stderr)
+        sys.exit(130)
     from aecli.callbacks import last_sweep  # set by the sweep report after a multirun
 
+    if last_sweep["dir"] is not None and signals.requested():
+        print(
+            f"aecli: the sweep was stopped by {signals.reason()}: running jobs were interrupted and jobs not "
+            f"started were left unstarted; see summary.md in {last_sweep['dir']}",
+            file=sys.stderr,
+        )
+        sys.exit(130)
     if last_sweep["unfinished"]:
         print(
             f"aecli: {last_sweep['unfinished']} job(s) of the sweep did not complete; "

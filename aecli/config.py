@@ -2,8 +2,10 @@
 
 Each YAML option in conf/ names its schema first in its defaults list, so Hydra
 checks types and rejects unknown keys while it composes (`trainer.epochs=abc`
-or `model.hiden_sizes=[4]` fail before anything runs). Ranges and choices that
-types cannot express are checked by `validate`, before any data is built.
+or `model.hiden_sizes=[4]` fail before anything runs). What that cannot catch is
+checked by `validate`, before any data is built: keys added with `+` that no
+schema has, ranges and choices, and sizes that cannot fit in this machine's
+memory. `check_overrides` answers bad group choices (`dataset=nosuch`) in one line.
 
 This module imports nothing heavy: `aecli --help` and `--cfg job` load it.
 """
@@ -14,13 +16,16 @@ import functools
 import math
 import os
 import re
+import sys
 from collections.abc import ItemsView, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional, cast
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from aecli.errors import ConfigError
 
 ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu", "softplus")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -28,10 +33,6 @@ LOSSES = ("mse", "sse")  # mean of squared errors, or their sum (per batch)
 OPTIMIZERS = ("adam", "sgd")
 DTYPES = ("float32", "float64")
 INITS = ("default", "zeros")  # torch's default init, or every weight zero (biases keep torch's init)
-
-
-class ConfigError(ValueError):
-    """A config value that is well-typed but not allowed; the message is one sentence."""
 
 
 # --------------------------------------------------------------------- dataset
@@ -200,6 +201,11 @@ class TrainerConfig:
     # a checkpoint (or run folder) to continue from: model, optimizer, schedule, epoch, data order
     # and RNG states are restored, so the resumed run ends bit-identical to an uninterrupted one
     resume_from: Optional[str] = None
+    # a smoke run (Lightning's name): the whole pipeline (source run, figures on a coarse grid,
+    # analyses, sweep report) on one epoch of at most 2 batches; summary.json says so
+    fast_dev_run: bool = False
+    limit_train_batches: Optional[int] = None  # at most this many optimizer steps per epoch
+    limit_val_batches: Optional[int] = None  # evaluate on at most this many batches' worth of points
 
 
 # ----------------------------------------------------------------------- plots
@@ -270,9 +276,11 @@ def _resuming(resume: Optional[str], resuming: str, otherwise: str) -> str:
 
 
 def check_resume_folder(resume: str) -> None:
-    """resume= must name a run folder with a last checkpoint; one sentence if it does not."""
-    if not os.path.isfile(os.path.join(os.path.expanduser(resume), "checkpoints", "last.pt")):
-        raise ConfigError(f"resume={resume!r} is not a run folder with checkpoints/last.pt")
+    """resume= must name a run folder with a last checkpoint, or the config.yaml of a run stopped
+    before its first one; one sentence if it does not."""
+    folder = os.path.expanduser(resume)
+    if not any(os.path.isfile(os.path.join(folder, *name)) for name in (("checkpoints", "last.pt"), ("config.yaml",))):
+        raise ConfigError(f"resume={resume!r} is not a run folder (it has no checkpoints/last.pt or config.yaml)")
 
 
 def config_options() -> dict[str, list[str]]:
@@ -297,7 +305,9 @@ def config_options() -> dict[str, list[str]]:
 def register_schemas() -> None:
     """Store the schemas under `schema/...` where the YAML options extend them, and register
     the `aecli_pid` resolver that makes run-folder names unique per process."""
-    OmegaConf.register_new_resolver("aecli_pid", lambda: str(os.getpid()), replace=True)
+    # cached: a sweep's folder name is resolved once, in the launching process, and every job of a
+    # joblib or submitit sweep (other processes) gets that same name through Hydra's copied cache
+    OmegaConf.register_new_resolver("aecli_pid", lambda: str(os.getpid()), use_cache=True, replace=True)
     OmegaConf.register_new_resolver("aecli_resuming", _resuming, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="aecli_schema", node=AecliConfig)
@@ -338,6 +348,9 @@ SEED_LIMIT = 2**32  # numpy, torch and scikit-learn all take seeds in [0, 2**32)
 DIGITS_IMAGES = 1797  # scikit-learn's 8x8 digits: what dataset=digits splits
 MAX_ERROR_MAP_RESOLUTION = 4000  # 16 million grid points; beyond that the error map exhausts memory
 MAX_DPI = 1000
+MAX_THREADS = 1024  # torch's OpenMP pool fails to start (a segfault) somewhere beyond a few thousand
+FLOAT32_MAX = 3.4028234663852886e38  # the error map's grid is made in the model's dtype, float32 at least
+MIN_RECTANGLE_SIDE = 1e-30  # narrower sides round to 0 in the float32 data: a collapsed column
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -412,17 +425,25 @@ def _config_repository() -> Any:
 
 
 def check_overrides(overrides: Sequence[str]) -> None:
-    """ConfigError for the overrides Hydra's composition answers with a Python traceback instead of a
-    message: a config group set to a number, a bool or null (`dataset=null`, `model=3`), a value
-    with no key (`=3`), or a `resume=` naming no run folder (Hydra would make that folder first).
-    Everything else is left to Hydra, which reports it in its own words."""
+    """ConfigError for the overrides Hydra's composition answers with a Python traceback or a long report
+    instead of a message: a config group set to a number, a bool or null (`dataset=null`, `model=3`) or to
+    a name it has no option of (`dataset=nosuch`, also inside a sweep), a value with no key (`=3`), or a
+    `resume=` naming no run folder (Hydra would make that folder first). Everything else is left to Hydra,
+    which reports it in its own words. Runs before every command: no config repository unless needed."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except Exception:  # bad grammar: Hydra's own message says where
         return
-    suspects = []
+    _check_override_forms(parsed)
+    _check_group_values(parsed)
+    if not any(o.key_or_group == "hydra.searchpath" for o in parsed) and not _search_path_from_command_line():
+        _check_group_options(parsed)
+
+
+def _check_override_forms(parsed: Sequence[Any]) -> None:
+    """resume= names a run folder; no keys under a group set to an interpolation; no list element deleted."""
     interpolated: dict[str, Optional[str]] = {}  # key -> the override that set it to a ${...} interpolation
     for o in parsed:
         if o.key_or_group == "resume" and not o.is_delete() and isinstance(o.value(), str):
@@ -441,6 +462,12 @@ def check_overrides(overrides: Sequence[str]) -> None:
                 f"{o.input_line} is not allowed: one element of a list cannot be deleted; "
                 f"set the whole list instead, e.g. {whole}=[...]"
             )
+
+
+def _check_group_values(parsed: Sequence[Any]) -> None:
+    """A config group set to a number, a bool, null or nothing at all (`=3`), which Hydra answers with a traceback."""
+    suspects = []
+    for o in parsed:
         if o.is_sweep_override() or o.is_force_add() or "." in o.key_or_group:  # config groups have no dots
             continue
         value = o.value()
@@ -448,37 +475,267 @@ def check_overrides(overrides: Sequence[str]) -> None:
             suspects.append(o)
         elif not o.is_delete() and not isinstance(value, (str, list, dict)):
             suspects.append(o)
-    if not suspects:
-        return
-    repo = _config_repository()
     for o in suspects:
         group = o.key_or_group
-        if not repo.group_exists(group):
-            continue  # a plain value, e.g. seed=3
         if group == "":
             raise ConfigError(f"{o.input_line!r} is not allowed: an override needs a key, as in trainer.epochs=10")
-        options = ", ".join(sorted(repo.get_group_options(group)))
+        if group == "hydra":
+            raise ConfigError(f"{o.input_line} is not allowed: set Hydra's own keys instead, e.g. hydra.run.dir=out")
+        options = _group_options(group)
+        if options is None:
+            continue  # a plain value, e.g. seed=3
         raise ConfigError(
             f"{o.input_line} is not allowed: {group} is a config group, so give it the name of "
-            f"one of its options ({options})"
+            f"one of its options ({', '.join(options)})"
         )
 
 
+def _check_group_options(parsed: Sequence[Any]) -> None:
+    """`dataset=nosuch` (or one choice of a sweep, or of a list such as logger=[csv,nosuch]) in one line
+    with the options, instead of Hydra's 14 lines of search path. Deletes (`~dataset`) are left to Hydra."""
+    import difflib
+
+    for o in parsed:
+        group = o.key_or_group
+        if o.is_delete() or not group or "." in group:
+            continue
+        names = _chosen_names(o.value())
+        options = _group_options(group) if names else None
+        if options is None:  # no option named, or no config group (a plain key such as seed)
+            continue
+        for name in names:
+            if name.removesuffix(".yaml") not in options:  # Hydra takes `dataset=spiral.yaml` too
+                close = difflib.get_close_matches(name, options, n=1)
+                hint = f" (did you mean {group}={close[0]}?)" if close else ""
+                raise ConfigError(
+                    f"{group}={name} is not an option of {group}{hint}; choose one of {', '.join(options)}"
+                )
+
+
+def _chosen_names(value: Any) -> list[str]:
+    """The option names a group override picks: one, a list of them, or a sweep's choices of either;
+    none for glob, range or interval sweeps, interpolations and options in subfolders (left to Hydra)."""
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    items = value.list if isinstance(value, ChoiceSweep) else value if isinstance(value, list) else [value]
+    flat = [name for item in items for name in (item if isinstance(item, list) else [item])]
+    return [name for name in flat if isinstance(name, str) and not name.startswith("${") and "/" not in name]
+
+
+@functools.cache
+def _group_options(group: str) -> Optional[tuple[str, ...]]:
+    """The options of a config group, or None when `group` is no config group (a plain key such as seed).
+    aecli's own groups come from its shipped files (a millisecond); groups that Hydra and its plugins add
+    to (`hydra/launcher`) and the schema groups from Hydra's config repository (a tenth of a second)."""
+    if not group.startswith(("hydra/", "schema")):
+        options = config_options().get(group)
+        return tuple(options) if options else None  # `hydra` itself is Hydra's node, no group to choose from
+    repo = _config_repository()
+    return tuple(sorted(repo.get_group_options(group))) if repo.group_exists(group) else None
+
+
+def _search_path_from_command_line() -> bool:
+    """Whether this command adds configs of its own (`--config-dir`, `--config-path`): then a group may
+    have options aecli does not ship, and Hydra, which sees them, judges `dataset=...` alone."""
+    flags = ("--config-dir", "-cd", "--config-path", "-cp")
+    return any(arg.split("=", 1)[0] in flags for arg in sys.argv[1:])
+
+
+# ---------------------------------------------------------------------- memory
+# Estimated before anything is allocated, so a size that cannot fit is one sentence instead of a
+# MemoryError (or the kernel's OOM killer) later. Coarse on purpose: they refuse only what cannot fit.
+DATA_COPIES = 4  # float64 points, a temporary of their size while they are made, the split rows, float32 tensors
+PARAM_COPIES = 6  # weights, gradients, Adam's two moments, the untrained copy and the best epoch's copy
+ACTIVATION_COPIES = 3  # per layer and row: its linear output, its activation, and a dropout mask or input
+EVAL_CHUNK = 16384  # rows per pass of train.evaluate
+FALLBACK_MEMORY = 64 * 2**30  # where the OS does not say how much memory there is (no os.sysconf)
+MEMORY_SHARE = 0.8  # of the machine's memory a run may plan on: the OS, other processes and the estimates' gaps
+GENERATED_DIMS = {  # values per point of the data sets made from settings (mnist, digits: fixed files)
+    "aecli.data.polynomial_curve": 2,
+    "aecli.data.log_spiral": 2,
+    "aecli.data.rectangle": 2,
+    "aecli.data.swiss_roll": 3,
+}
+
+
+@functools.lru_cache(maxsize=1)
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the physical memory, or the cgroup v2/v1 limit where lower
+    (a container, a SLURM job); FALLBACK_MEMORY where the OS does not say."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        total = FALLBACK_MEMORY
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                limit = f.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit():  # cgroup v2 says "max" when unlimited
+            total = min(total, int(limit))
+    return total
+
+
+def _size(n_bytes: float) -> str:
+    """Bytes in binary units: 596 GiB."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n_bytes < 1024 or unit == "PiB":
+            return f"{n_bytes:.3g} {unit}" if n_bytes < 1000 or unit == "PiB" else f"{n_bytes:.0f} {unit}"
+        n_bytes /= 1024
+    raise AssertionError("unreachable")
+
+
+def _check_data_memory(cfg: DictConfig) -> None:
+    """A generated data set (and the model on it) fits in memory, judged from the settings alone; data sets
+    read from files (mnist, digits) have a fixed, small size and are judged once built (check_model_memory)."""
+    d = cfg.dataset
+    dim = d.points if d.get("_target_") == "aecli.data.beta_curves" else GENERATED_DIMS.get(d.get("_target_"))
+    if dim is None:
+        return
+    need = d.n * dim * 8 * DATA_COPIES
+    if need > machine_memory() * MEMORY_SHARE:
+        key = "points" if "points" in d and d.points > d.n else "n"
+        raise ConfigError(
+            f"dataset.{key}={d[key]} needs about {_size(need)} for its points; {_machine()}; "
+            f"use a smaller dataset.{key}"
+        )
+    n_train = d.n if d.train_fraction >= 1 else int(round(d.train_fraction * d.n))
+    n_val = d.n if d.train_fraction >= 1 else d.n - n_train
+    check_model_memory(cfg, dim, n_train, n_val, error_map=dim == 2 and d.grid_extent is not None)
+
+
+def check_model_memory(cfg: DictConfig, dim: int, n_train: int, n_val: int, error_map: bool) -> None:
+    """The model fits in memory with its optimizer state, copies and largest forward pass, on data of `dim`
+    values per point: one sentence naming the widest layer's key otherwise, before torch allocates it."""
+    m, t, p = cfg.model, cfg.trainer, cfg.plots
+    decoder = m.decoder_hidden_sizes if m.decoder_hidden_sizes is not None else list(m.hidden_sizes)[::-1]
+    widths = [m.input_dim or dim, *m.hidden_sizes, m.latent_dim, *decoder, m.input_dim or dim]
+    per_value = 8 if t.dtype == "float64" else 4
+    weights = sum((a + 1) * b for a, b in zip(widths, widths[1:])) * per_value * PARAM_COPIES
+    # autograd keeps every layer of a training batch; passes without it (validation, figures) about one
+    eval_rows = max(min(n_val, EVAL_CHUNK), n_val if p.enabled else 0, p.error_map_resolution**2 if error_map else 0)
+    train_pass = min(t.batch_size, n_train) * sum(widths)
+    eval_pass = eval_rows * max(widths)
+    activations = max(train_pass, eval_pass) * ACTIVATION_COPIES * per_value
+    memory = machine_memory() * MEMORY_SHARE
+    if weights + activations <= memory:
+        return
+    candidates = [
+        (max(m.hidden_sizes, default=0), f"model.hidden_sizes={list(m.hidden_sizes)}"),
+        (max(decoder, default=0), f"model.decoder_hidden_sizes={list(decoder)}"),
+        (m.latent_dim, f"model.latent_dim={m.latent_dim}"),
+        (widths[0], f"model.input_dim={widths[0]}" if m.input_dim else f"dataset={cfg.dataset.name}'s {dim}-D data"),
+    ]
+    what = max(candidates, key=lambda c: c[0])[1]
+    if weights > memory:
+        need, why = weights, "for the model's weights, gradients and optimizer state"
+    else:
+        rows = eval_rows if eval_pass > train_pass else min(t.batch_size, n_train)
+        need, why = weights + activations, f"to pass {rows} points through the model at once"
+        if error_map and eval_pass > train_pass and rows == p.error_map_resolution**2:
+            why += f" (the error map's plots.error_map_resolution={p.error_map_resolution} squared)"
+    raise ConfigError(f"{what} needs about {_size(need)} {why}; {_machine()}; use smaller layers")
+
+
+def _machine() -> str:
+    """What the memory messages say about the machine."""
+    return f"this machine has {_size(machine_memory())} (a run may plan on {MEMORY_SHARE:.0%} of it)"
+
+
+def _check_known_keys(tree: Any, typed: Any, path: str = "", shown: str = "") -> None:
+    """Every key of `tree` where `typed` (the same place of a composed config) comes from a dataclass schema
+    is a field of that schema. A `+key` or `++key` override adds keys past the schema's struct flag, so a
+    misspelt `+trainer.fast_dev_runs=true` would otherwise be silently ignored. Free-form mappings
+    (analyses, source, logger) have no schema and stay open; `shown` prefixes keys in messages (source.)."""
+    if not isinstance(typed, DictConfig) or typed._is_none() or typed._is_missing() or typed._is_interpolation():
+        return
+    if isinstance(tree, DictConfig) and (tree._is_none() or tree._is_missing() or tree._is_interpolation()):
+        return
+    if not isinstance(tree, (DictConfig, dict)):
+        return
+    schema = OmegaConf.get_type(typed)
+    names = [f.name for f in fields(schema)] if is_dataclass(schema) else None
+    for raw in tree.keys():
+        key = str(raw)
+        if names is not None and key not in names and not (path == "" and key == "hydra"):
+            raise _unknown_key(f"{path}{key}", names, shown)
+        child = tree._get_node(raw) if isinstance(tree, DictConfig) else tree[raw]
+        _check_known_keys(child, typed._get_node(key, throw_on_missing_key=False), f"{path}{key}.", shown)
+
+
+def _unknown_key(key: str, names: list[str], shown: str) -> ConfigError:
+    """`trainer.fast_dev_runs is not a setting of trainer (did you mean trainer.fast_dev_run?)`."""
+    import difflib
+
+    parent, _, name = key.rpartition(".")
+    where = f"of {parent}" if parent else "at the top level"
+    close = difflib.get_close_matches(str(name), names, n=1)
+    if close:
+        hint = f" (did you mean {shown}{parent + '.' if parent else ''}{close[0]}?)"
+    else:
+        hint = f"; remove it, or use one of {', '.join(n for n in names if not n.startswith('_'))}"
+    return ConfigError(f"{shown}{key} is not a setting {where}{hint}")
+
+
 def validate(cfg: DictConfig) -> None:
-    """Check ranges and choices of a composed config; raise ConfigError on the first bad value."""
+    """Check keys, ranges and choices of a composed config; raise ConfigError on the first bad value."""
+    _check_known_keys(cfg, cfg)
     cfg = _resolved(cfg)
     for name in AecliConfig.__dataclass_fields__:  # `~plots` deletes a whole part aecli reads
         _check(name in cfg, name, "<deleted>", f"{name} is part of every aecli config; set it instead of deleting it")
-    t, m, o, d = cfg.trainer, cfg.model, cfg.optimizer, cfg.dataset
+    m = cfg.model
     seed_rule = f"use an integer in [0, {SEED_LIMIT - 1}]"
     _check(0 <= cfg.seed < SEED_LIMIT, "seed", cfg.seed, seed_rule)
+    _validate_trainer(cfg.trainer)
+    _validate_optimizer(cfg.optimizer)
+    _validate_model(m)
+    _validate_regularizer_and_plots(cfg)
+    _validate_dataset(cfg.dataset)
+    _check_data_memory(cfg)  # sizes that cannot fit in memory, before anything is allocated
+    for name, spec in cfg.analyses.items():
+        _check(
+            isinstance(spec, DictConfig) and isinstance(spec.get("_target_"), str),
+            f"analyses.{name}",
+            OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else spec,
+            "give a mapping with a _target_ (an analysis function) and its settings",
+        )
+        if "file" in spec:
+            _check(
+                is_plain_file_name(spec.file),
+                f"analyses.{name}.file",
+                spec.file,
+                "use a plain file name such as figure.png: a run writes only inside its own folder",
+            )
+        _check_analysis_settings(f"analyses.{name}", spec)
+    if m.decoder_from == "train":  # the source run trained first must be valid too
+        source = source_config(cfg)  # its own messages name the source.* key
+        try:
+            validate(source)
+        except ConfigError as err:
+            raise ConfigError(f"source.{err}") from None
+
+
+def _validate_trainer(t: DictConfig) -> None:
+    """trainer.*: counts, choices and limits."""
     _check(t.epochs >= 0, "trainer.epochs", t.epochs, "use an integer >= 0")
     _check(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "use an integer >= 1")
     _check(t.loss in LOSSES, "trainer.loss", t.loss, f"choose one of {', '.join(LOSSES)}")
     _check(t.device in DEVICES, "trainer.device", t.device, f"choose one of {', '.join(DEVICES)}")
-    _check(t.num_threads >= 0, "trainer.num_threads", t.num_threads, "use 0 (torch default) or more")
+    _check(
+        0 <= t.num_threads <= MAX_THREADS,
+        "trainer.num_threads",
+        t.num_threads,
+        f"use 0 (torch's default) to {MAX_THREADS}, at most about the number of CPU cores",
+    )
     _check(t.checkpoint_every >= 1, "trainer.checkpoint_every", t.checkpoint_every, "use an integer >= 1")
+    for key in ("limit_train_batches", "limit_val_batches"):
+        _check(t[key] is None or t[key] >= 1, f"trainer.{key}", t[key], "use an integer >= 1, or null for all")
     _check(t.dtype in DTYPES, "trainer.dtype", t.dtype, f"choose one of {', '.join(DTYPES)}")
+
+
+def _validate_optimizer(o: DictConfig) -> None:
+    """optimizer.*: the settings of the chosen optimizer, and that they belong to it."""
     _check(o.name in OPTIMIZERS, "optimizer.name", o.name, f"choose one of {', '.join(OPTIMIZERS)}")
     _check(
         ("betas" in o) == (o.name == "adam") and ("momentum" in o) == (o.name == "sgd"),
@@ -511,6 +768,10 @@ def validate(cfg: DictConfig) -> None:
             True,
             "Nesterov momentum needs optimizer.momentum > 0",
         )
+
+
+def _validate_model(m: DictConfig) -> None:
+    """model.*: layer sizes, activations, dropout, init and the decoder transfer."""
     if m.input_dim is not None:
         _check(
             m.input_dim >= 1, "model.input_dim", m.input_dim, "use an integer >= 1, or null to take it from the data"
@@ -536,6 +797,10 @@ def validate(cfg: DictConfig) -> None:
         True,
         "it needs model.decoder_from (a run folder, a checkpoint, or `train`)",
     )
+
+
+def _validate_regularizer_and_plots(cfg: DictConfig) -> None:
+    """regularizer.* weights and rate; plots.* resolution, threshold and dpi."""
     r = cfg.regularizer
     for key in ("weight_l2", "activation_l1", "activation_l2"):
         _check(_finite(r[key]) and r[key] >= 0, f"regularizer.{key}", r[key], "use a finite weight >= 0")
@@ -554,33 +819,13 @@ def validate(cfg: DictConfig) -> None:
         "use a finite value > 0",
     )
     _check(10 <= p.dpi <= MAX_DPI, "plots.dpi", p.dpi, f"use an integer from 10 to {MAX_DPI}")
-    _validate_dataset(d)
-    for name, spec in cfg.analyses.items():
-        _check(
-            isinstance(spec, DictConfig) and isinstance(spec.get("_target_"), str),
-            f"analyses.{name}",
-            OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else spec,
-            "give a mapping with a _target_ (an analysis function) and its settings",
-        )
-        if "file" in spec:
-            _check(
-                is_plain_file_name(spec.file),
-                f"analyses.{name}.file",
-                spec.file,
-                "use a plain file name such as figure.png: a run writes only inside its own folder",
-            )
-        _check_analysis_settings(f"analyses.{name}", spec)
-    if m.decoder_from == "train":  # the source run trained first must be valid too
-        try:
-            validate(source_config(cfg))
-        except ConfigError as err:
-            raise ConfigError(f"source.{err}") from None
 
 
 def source_config(cfg: DictConfig) -> DictConfig:
     """The config of the run `model.decoder_from=train` trains first: this one with `source` merged
     in, no decoder transfer and no analyses of its own."""
     try:
+        _check_known_keys(OmegaConf.to_container(cfg.source, resolve=False), cfg, shown="source.")
         source = cast(
             DictConfig,  # merged into a DictConfig: a DictConfig
             OmegaConf.merge(cfg, {"model": {"decoder_from": None, "freeze_decoder": False}}, cfg.source),
@@ -588,7 +833,7 @@ def source_config(cfg: DictConfig) -> DictConfig:
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or ""
         raise ConfigError(
-            f"{key}={_at(cfg.source, key)!r} is not allowed: {_first_line(err)}; "
+            f"{'source.' + key if key else 'source'}={_at(cfg.source, key)!r} is not allowed: {_first_line(err)}; "
             f"source takes keys of the run's own config, e.g. source.optimizer.lr=1e-3"
         ) from None
     source.analyses, source.source = {}, {}  # assigned, not merged: merging {} keeps old keys
@@ -655,6 +900,12 @@ def _validate_dataset(d: DictConfig) -> None:
             e,
             "use [xmin, xmax, ymin, ymax], finite, with xmin < xmax and ymin < ymax",
         )
+        _check(
+            all(abs(v) <= FLOAT32_MAX / 2 for v in e),
+            "dataset.grid_extent",
+            e,
+            f"use values within +-{FLOAT32_MAX / 2:.3g}, so the error map's grid and its spans are finite in float32",
+        )
     if "theta_max" in d:  # spiral: r = a exp(b theta), theta on [0, theta_max]
         _check(_finite(d.a) and d.a > 0, "dataset.a", d.a, "use a finite radius scale > 0")
         _check(_finite(d.b), "dataset.b", d.b, "use a finite growth rate")
@@ -685,7 +936,12 @@ def _validate_dataset(d: DictConfig) -> None:
         )
     for key in ("width", "height"):  # rectangle
         if key in d:
-            _check(_finite(d[key]) and d[key] > 0, f"dataset.{key}", d[key], "use a finite size > 0")
+            _check(
+                _finite(d[key]) and d[key] >= MIN_RECTANGLE_SIDE,
+                f"dataset.{key}",
+                d[key],
+                f"use a finite size >= {MIN_RECTANGLE_SIDE:g} (smaller sides round to 0 in the float32 data)",
+            )
     for key in ("train_limit", "test_limit"):  # mnist
         if key in d and d[key] is not None:
             _check(d[key] >= 1, f"dataset.{key}", d[key], "use a positive number of images, or null for all")

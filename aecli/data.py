@@ -6,9 +6,10 @@ indexes them directly instead of going through a DataLoader.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional, cast
+from typing import Any, Optional, cast
 
 import numpy as np
 import torch
@@ -37,9 +38,58 @@ class Dataset:
         return int(self.train.shape[1])
 
 
+class UnscalableData(ValueError):
+    """Generated points with a column that cannot be scaled because its values over- or underflowed: the
+    settings that made them are too extreme (pipeline.build names the data set and the likeliest one)."""
+
+
 def standardize(points: np.ndarray) -> np.ndarray:
-    """Zero mean, unit standard deviation per column, as the studies do."""
-    return (points - points.mean(axis=0)) / points.std(axis=0)
+    """Zero mean, unit standard deviation per column, as the studies do. A column whose deviation is not
+    finite or is 0 is refused: dividing by it would make NaNs, or all zeros that a run "completes" on."""
+    mean, std = points.mean(axis=0), points.std(axis=0)
+    check_spread(std, "standard deviation")
+    return (points - mean) / std
+
+
+def check_spread(spread: np.ndarray, what: str) -> None:
+    """UnscalableData unless every column's spread (standard deviation, or max - min) is finite and above
+    0. The generated data sets never have a constant column, so 0 too can only come from values so
+    large that they overflowed or rounded to one number."""
+    for column, value in enumerate(np.asarray(spread, dtype=np.float64)):
+        if not np.isfinite(value):
+            raise UnscalableData(f"column {column}'s {what} overflows float64")
+        if value == 0:
+            raise UnscalableData(f"column {column}'s {what} is 0, its values over- or underflowed to one number")
+
+
+def overflow_message(name: str, settings: Mapping[str, Any], problem: str) -> str:
+    """`dataset=rectangle makes non-finite points in float32 (dataset.width=1e+300 is too large); use smaller
+    values`: the real-valued setting of the most extreme magnitude, when it is extreme, is the likeliest
+    cause (a huge one overflows what the builder computes from it, a tiny one underflows)."""
+    real = {k: abs(v) for k, v in settings.items() if isinstance(v, float) and math.isfinite(v) and v != 0}
+    key = max(real, key=lambda k: abs(math.log10(real[k])), default=None)
+    if key is None or abs(math.log10(real[key])) < SUSPECT_DIGITS:
+        return f"dataset={name} {problem}; use settings of more moderate size"
+    large = real[key] > 1
+    size = ("large" if large else "small") + (" in magnitude" if settings[key] < 0 else "")
+    return (
+        f"dataset={name} {problem} (dataset.{key}={settings[key]:g} is too {size}); "
+        f"use {'smaller' if large else 'larger'} values"
+    )
+
+
+SUSPECT_DIGITS = 6  # a setting above 1e6 or below 1e-6 is the likeliest to overflow or underflow
+
+
+def non_finite_dtype(values: torch.Tensor, dtype: torch.dtype) -> Optional[torch.dtype]:
+    """The dtype in which `values` are not all finite: their own, or `dtype` (the run's, which the model
+    trains in) when that one is narrower; None when they are finite in both."""
+    if not bool(torch.isfinite(values).all()):
+        return values.dtype
+    narrower = dtype.is_floating_point and torch.finfo(dtype).max < torch.finfo(values.dtype).max
+    if narrower and values.numel() and float(values.abs().max()) > torch.finfo(dtype).max:
+        return dtype
+    return None
 
 
 def split(
@@ -144,6 +194,7 @@ def swiss_roll(
     from sklearn.preprocessing import MinMaxScaler
 
     points, t = make_swiss_roll(n, noise=noise, random_state=seed)
+    check_spread(np.ptp(points, axis=0), "range")  # MinMaxScaler would make an overflowed column all 0
     points = MinMaxScaler().fit_transform(points)
     return split(name, points, t, "roll parameter t", train_fraction, np.random.default_rng(seed), grid_extent)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import struct
 import urllib.error
@@ -35,6 +36,9 @@ from aecli.run_files import atomic_write
 ENV_VAR = "AECLI_MNIST_DIR"
 DEFAULT_ROOT = Path("~/.cache/aecli/mnist")
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # IDX: unsigned bytes, 3 dims / 1 dim
+MAX_IDX_BYTES = 1 << 30  # data read from one IDX file: 1 GiB, 20x MNIST's 47 MB of training images
+READ_CHUNK = 1 << 20  # IDX data is read 1 MiB at a time
+TRAILING_PROBE = 16  # bytes read past the data an IDX header declares: an honest file has none
 
 
 @dataclass(frozen=True)
@@ -109,40 +113,72 @@ def _gzip_size(path: Path) -> int:
 def read_idx(path: Path, magic: int, limit: Optional[int] = None) -> np.ndarray:
     """A gzipped IDX file of unsigned bytes as a uint8 array (count, *dims), at most `limit` items.
 
-    The header's magic and dims and the byte count the gzip trailer declares are checked
-    before any array is allocated, so a corrupt header cannot ask for gigabytes."""
+    Memory follows the header, capped at MAX_IDX_BYTES, and the bytes actually there (read in
+    chunks), never the gzip trailer's ISIZE, which is mod 2^32 and easily forged. Nothing past the
+    declared data is decompressed: a full read looks TRAILING_PROBE bytes further, where an honest
+    file ends (and reaching its end makes gzip verify the CRC)."""
     ndim = 3 if magic == IMAGES_MAGIC else 1
     declared = _gzip_size(path)
     try:
         with gzip.open(path, "rb") as f:
-            header = f.read(4 + 4 * ndim)
-            if len(header) < 4 + 4 * ndim:
-                raise ConfigError(f"{path} is truncated: it ends inside the IDX header")
-            found, *dims = struct.unpack(f">{1 + ndim}I", header)
-            if found != magic:
-                kind = "image" if magic == IMAGES_MAGIC else "label"
-                raise ConfigError(f"{path} is not an IDX {kind} file: its magic number is {found}, expected {magic}")
-            count, shape = dims[0], tuple(dims[1:])
-            item = int(np.prod(shape)) if shape else 1
-            if count == 0 or item == 0:
-                raise ConfigError(f"{path} holds no data: its IDX header says {count} x {shape}")
-            expected = len(header) + count * item
-            if expected % 2**32 != declared:
-                raise ConfigError(
-                    f"{path} is corrupt or truncated: its IDX header promises {expected} bytes "
-                    f"but the gzip file holds {declared} (mod 2^32); delete it and fetch it again"
-                )
+            count, shape = _read_header(f, path, magic, ndim, declared)
+            item = math.prod(shape)
             n = count if limit is None else min(limit, count)
-            body = f.read(n * item)
+            if n * item > MAX_IDX_BYTES:
+                raise ConfigError(
+                    f"{path} declares {n * item} bytes of data, more than the {MAX_IDX_BYTES} aecli reads "
+                    f"from one IDX file; use dataset.train_limit / test_limit or a smaller file"
+                )
+            body = _read_at_most(f, n * item)
             if len(body) != n * item:
                 raise ConfigError(f"{path} is truncated: {len(body)} of {n * item} data bytes present")
-            if n == count:
-                f.read()  # finish the stream so gzip verifies its CRC
+            extra = f.read(TRAILING_PROBE) if n == count else b""
+            if extra:
+                more = "+" if len(extra) == TRAILING_PROBE else ""
+                raise ConfigError(
+                    f"{path} has {len(extra)}{more} bytes after the data its IDX header declares; "
+                    f"delete it and fetch it again"
+                )
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
         raise ConfigError(
             f"{path} is corrupt or truncated ({type(err).__name__}: {err}); delete it and fetch it again"
         ) from None
     return np.frombuffer(body, dtype=np.uint8).reshape((n, *shape))
+
+
+def _read_header(f: gzip.GzipFile, path: Path, magic: int, ndim: int, declared: int) -> tuple[int, tuple[int, ...]]:
+    """The item count and item shape an IDX header declares, checked against `magic` and the gzip
+    trailer's size (a cheap early sign of a truncated download, never trusted for memory)."""
+    header = f.read(4 + 4 * ndim)
+    if len(header) < 4 + 4 * ndim:
+        raise ConfigError(f"{path} is truncated: it ends inside the IDX header")
+    found, *dims = struct.unpack(f">{1 + ndim}I", header)
+    if found != magic:
+        kind = "image" if magic == IMAGES_MAGIC else "label"
+        raise ConfigError(f"{path} is not an IDX {kind} file: its magic number is {found}, expected {magic}")
+    count, shape = dims[0], tuple(dims[1:])
+    item = math.prod(shape)  # Python ints: numpy's product of two uint32 dims could overflow
+    if count == 0 or item == 0:
+        raise ConfigError(f"{path} holds no data: its IDX header says {count} x {shape}")
+    expected = len(header) + count * item
+    if expected % 2**32 != declared:
+        raise ConfigError(
+            f"{path} is corrupt or truncated: its IDX header promises {expected} bytes "
+            f"but the gzip file holds {declared} (mod 2^32); delete it and fetch it again"
+        )
+    return count, shape
+
+
+def _read_at_most(f: gzip.GzipFile, size: int) -> bytearray:
+    """Up to `size` bytes, fewer where the stream ends first, READ_CHUNK at a time: memory grows
+    with the bytes actually there, not with what a header claims (f.read(size) allocates `size` first)."""
+    body = bytearray()
+    while len(body) < size:
+        chunk = f.read(min(READ_CHUNK, size - len(body)))
+        if not chunk:
+            break
+        body += chunk
+    return body
 
 
 # ------------------------------------------------------------------ checksums
@@ -177,7 +213,7 @@ def download(name: str, folder: Path) -> None:
     for mirror in MIRRORS:
         try:
             with urllib.request.urlopen(mirror + name, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                payload = response.read()
+                payload = response.read(standard.size + 1)  # a longer answer is wrong anyway: never read it all
         except (urllib.error.URLError, OSError, ValueError) as err:
             failures.append(f"{mirror}: {getattr(err, 'reason', err)}")
             continue

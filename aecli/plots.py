@@ -5,6 +5,7 @@ matplotlib runs headless (Agg); nothing here touches torch.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional, cast
@@ -20,9 +21,17 @@ CMAP = "viridis"
 
 
 def save_figure(fig: plt.Figure, path: Path, dpi: int) -> None:
-    """Write and close a figure (also used by the study analyses for their own figures)."""
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    """Write and close a figure (every figure aecli draws goes through here: run, analyses, report).
+    Rendered in memory, then written atomically: a crash never leaves half a PNG, and a link
+    planted at `path` is replaced, never written through."""
+    from aecli.folders import atomic_write
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    atomic_write(Path(path), lambda f: f.write(buffer.getvalue()))
 
 
 def loss_curve(

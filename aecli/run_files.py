@@ -7,24 +7,29 @@ any moment leaves the previous complete version readable.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import logging
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 import torch
 
 from aecli.config import ConfigError
+from aecli.folders import atomic_write, open_append  # noqa: F401  (atomic_write: re-exported)
 from aecli.models import MLPAutoencoder
 from aecli.train import EpochRecord, TrainState
 
 METRICS_FILE = "metrics.csv"
 STEPS_FILE = "steps.csv"
 SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"  # the run's resolved config, written first: what resume= restarts from before a checkpoint
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"  # everything needed to resume: model, optimizer, schedule, TrainState
 BEST_CHECKPOINT = "best.pt"  # the model of the epoch with the lowest validation loss
@@ -33,17 +38,6 @@ CHECKPOINT_KEYS = ("model", "config_yaml", "epoch", "metrics")  # what every aec
 
 class CheckpointError(ConfigError):
     """A checkpoint that is missing, truncated, tampered with or not aecli's; the message is one sentence."""
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call `write(file)` on a temporary sibling of `path`, fsync it, then rename it into place.
-    The temporary name carries the process id, so concurrent writers never share one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class RunFiles:
@@ -58,13 +52,14 @@ class RunFiles:
         self.dir = Path(run_dir)
         self.config_yaml = config_yaml
         (self.dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+        atomic_write(self.dir / CONFIG_FILE, lambda f: f.write(config_yaml.encode()))
         names = [f.name for f in fields(EpochRecord)]
         start = io.StringIO()  # the header and the rows so far, written as append_metrics writes rows
         start_csv = csv.DictWriter(start, fieldnames=names, lineterminator="\n")
         start_csv.writeheader()
         start_csv.writerows(asdict(r) for r in history)
         atomic_write(self.dir / METRICS_FILE, lambda f: f.write(start.getvalue().encode()))
-        self._metrics = open(self.dir / METRICS_FILE, "a", newline="")
+        self._metrics = open_append(self.dir / METRICS_FILE)
         self._csv = csv.DictWriter(self._metrics, fieldnames=names, lineterminator="\n")
         self._steps: Optional[Any] = None  # steps.csv, opened on the first row
         self._n_steps = 0
@@ -72,12 +67,23 @@ class RunFiles:
             self._restore_steps(steps_from / STEPS_FILE, through_epoch=history[-1].epoch)
 
     def _restore_steps(self, source: Path, through_epoch: int) -> None:
-        """steps.csv of the resumed run: the source's rows up to the checkpoint's epoch."""
-        with open(source) as f:
-            kept = [line for line in f.readlines()[1:] if int(line.split(",")[1]) <= through_epoch]
-        atomic_write(self.dir / STEPS_FILE, lambda f: f.write(("step,epoch,loss\n" + "".join(kept)).encode()))
-        self._steps = open(self.dir / STEPS_FILE, "a", newline="")
-        self._n_steps = len(kept)
+        """steps.csv of the resumed run: the source's rows up to the checkpoint's epoch, numbered
+        1, 2, 3, ... without a gap, so the rows the resumed run appends continue them; a torn or
+        garbled row is left out with a warning (aecli.csv_files.steps_through)."""
+        from aecli.csv_files import steps_through
+
+        kept = 0
+
+        def write(f: Any) -> None:
+            nonlocal kept
+            f.write(b"step,epoch,loss\n")
+            for step, epoch, loss in steps_through(source, through_epoch):
+                f.write(f"{step},{epoch},{loss!r}\n".encode())
+                kept += 1
+
+        atomic_write(self.dir / STEPS_FILE, write)
+        self._steps = open_append(self.dir / STEPS_FILE)
+        self._n_steps = kept
 
     @property
     def last_checkpoint(self) -> Path:
@@ -88,18 +94,20 @@ class RunFiles:
         return self.dir / CHECKPOINT_DIR / BEST_CHECKPOINT
 
     def append_metrics(self, record: EpochRecord) -> None:
-        self._csv.writerow(asdict(record))
-        self._metrics.flush()
+        with naming(self.dir / METRICS_FILE):
+            self._csv.writerow(asdict(record))
+            self._metrics.flush()
 
     def append_step_losses(self, epoch: int, losses: torch.Tensor) -> None:
         """Rows `step, epoch, loss` of steps.csv for one epoch's optimizer steps (trainer.log_steps)."""
         if self._steps is None:
-            self._steps = open(self.dir / STEPS_FILE, "w", newline="")
-            self._steps.write("step,epoch,loss\n")
-        for loss in losses.tolist():
-            self._n_steps += 1
-            self._steps.write(f"{self._n_steps},{epoch},{loss!r}\n")
-        self._steps.flush()
+            atomic_write(self.dir / STEPS_FILE, lambda f: f.write(b"step,epoch,loss\n"))
+            self._steps = open_append(self.dir / STEPS_FILE)
+        with naming(self.dir / STEPS_FILE):
+            for loss in losses.tolist():
+                self._n_steps += 1
+                self._steps.write(f"{self._n_steps},{epoch},{loss!r}\n")
+            self._steps.flush()
 
     def save_checkpoint(
         self,
@@ -126,7 +134,7 @@ class RunFiles:
             "train_state": train_state.to_dict() if train_state is not None else None,
             "best": best,
         }
-        atomic_write(self.last_checkpoint, lambda f: torch.save(state, f))
+        atomic_write(self.last_checkpoint, lambda f: f.write(serialized(state)))
         if best is not None:
             best_state = {
                 "model": best["model"],
@@ -135,7 +143,7 @@ class RunFiles:
                 "metrics": state["metrics"][: best["epoch"] + 1],
                 "config_yaml": self.config_yaml,
             }
-            atomic_write(self.best_checkpoint, lambda f: torch.save(best_state, f))
+            atomic_write(self.best_checkpoint, lambda f: f.write(serialized(best_state)))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_summary(self.dir, summary)
@@ -146,28 +154,67 @@ class RunFiles:
             self._steps.close()
 
 
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An OSError inside the block (a full disk) names `path`, the file being written."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err
+
+
+def serialized(state: dict[str, Any]) -> bytes:
+    """torch.save into memory: the file is then written by plain writes, so a full disk is an
+    OSError naming the file, not torch's zip writer failing in its own words."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    """summary.json, atomically: readers see the old version or the new one, never half of one."""
-    atomic_write(Path(run_dir) / SUMMARY_FILE, lambda f: f.write(json.dumps(summary, indent=2).encode() + b"\n"))
+    """summary.json, atomically (readers see the old version or the new one, never half of one) and
+    strict: a non-finite number is written as null, never as NaN or Infinity, which JSON lacks."""
+    text = json.dumps(strict_json(summary), indent=2, allow_nan=False)
+    atomic_write(Path(run_dir) / SUMMARY_FILE, lambda f: f.write(text.encode() + b"\n"))
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None, in nested dicts and lists too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint without unpickling arbitrary objects (weights_only); a file that is
-    truncated, tampered with or not aecli's raises CheckpointError instead of torch's traceback."""
+    """Read a checkpoint without unpickling arbitrary objects (weights_only) or allocating more than
+    the file's size (aecli.trust.check_torch_archive, before torch reads it); a file that is
+    truncated, tampered with or not aecli's raises CheckpointError instead of torch's traceback.
+    The saved config, checked by aecli.trust.trusted_config, is `ckpt["config"]`: build from that,
+    never from the `config_yaml` text beside it."""
+    from aecli.trust import check_checkpoint_layout, check_torch_archive, trusted_config
+
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb") as file:  # one open file: the archive checked is the one torch reads
+            check_torch_archive(file, Path(path))
+            ckpt = torch.load(file, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
+    except CheckpointError:
+        raise
     except Exception as err:  # zip errors, EOF, unpickling refused by weights_only, ...
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"{path} is not a readable aecli checkpoint: it is truncated, corrupted or "
             f"holds objects other than tensors ({reason[:160]})"
         ) from None
-    if not isinstance(ckpt, dict) or any(key not in ckpt for key in CHECKPOINT_KEYS):
-        raise CheckpointError(
-            f"{path} is a torch file but not an aecli checkpoint (it needs the keys {', '.join(CHECKPOINT_KEYS)})"
-        )
+    check_checkpoint_layout(ckpt, Path(path), CHECKPOINT_KEYS)
+    ckpt["config"] = trusted_config(ckpt["config_yaml"], str(path))
     return ckpt
 
 
@@ -183,17 +230,37 @@ def find_checkpoint(path: str | Path) -> Path:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MLPAutoencoder, Any]:
-    """The model saved in a checkpoint (or a run folder's last.pt), in eval mode, and its run's config."""
+    """The model saved in a checkpoint (or a run folder's last.pt), in eval mode, and its run's config.
+
+    The model is built first on the meta device, which allocates nothing, and its layer shapes are
+    compared with the saved weights: a config asking for huge layers is refused before it costs memory."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    ckpt = load_checkpoint(find_checkpoint(path), map_location=device)
-    cfg = OmegaConf.create(ckpt["config_yaml"])
-    state = ckpt["model"]
-    input_dim = next(v for k, v in state.items() if k.endswith("weight") and k.startswith("encoder")).shape[1]
-    model = instantiate(cfg.model, input_dim=input_dim)
-    model.load_state_dict(state)
-    dtype = next(iter(state.values())).dtype
+    from aecli.config import MLPAutoencoderConfig
+
+    checkpoint = find_checkpoint(path)
+    ckpt = load_checkpoint(checkpoint, map_location=device)
+    cfg, state = ckpt["config"], ckpt["model"]
+    weights = [v for k, v in state.items() if k.startswith("encoder") and k.endswith("weight") and v.ndim == 2]
+    if not weights or not weights[0].is_floating_point():
+        raise CheckpointError(f"{checkpoint} holds no encoder weight matrix, so no model can be rebuilt from it")
+    container = OmegaConf.to_container(cfg)
+    model_cfg = container.get("model") if isinstance(container, dict) else None
+    if not isinstance(model_cfg, dict) or model_cfg.get("_target_") != MLPAutoencoderConfig._target_:
+        raise CheckpointError(f"{checkpoint} holds no model config (model._target_: {MLPAutoencoderConfig._target_})")
+    input_dim, dtype = weights[0].shape[1], weights[0].dtype
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in instantiate(cfg.model, input_dim=input_dim).state_dict().items()}
+        if shapes != {k: tuple(v.shape) for k, v in state.items()}:
+            raise ValueError("its weights do not have the layers its config describes")
+        model = instantiate(cfg.model, input_dim=input_dim)
+        model.load_state_dict(state)
+    except Exception as err:  # a bad value in the config, or weights of another model
+        raise CheckpointError(
+            f"{checkpoint} holds a model aecli cannot rebuild ({' '.join(str(err).split())[:200]})"
+        ) from None
     return model.to(device=device, dtype=dtype).eval(), cfg
 
 
@@ -207,3 +274,11 @@ def confined(run_dir: str | Path, name: str | os.PathLike[str], key: str = "file
     if path == root or not path.is_relative_to(root):
         raise ConfigError(f"{key}={text!r} is not allowed: use a file name inside the run folder {run_dir}")
     return path
+
+
+class RunLogHandler(logging.FileHandler):
+    """aecli.log (Hydra's job log, conf/config.yaml): appended without following a link, so a link
+    planted in a folder being resumed cannot make the log grow the file it points to."""
+
+    def _open(self) -> TextIO:  # type: ignore[override]
+        return open_append(Path(self.baseFilename))

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
@@ -104,29 +102,6 @@ class FitResult:
     diverged_at_step: Optional[int] = None  # the first step whose loss was not finite
 
 
-@contextlib.contextmanager
-def stop_on_signal() -> Iterator[Callable[[], bool]]:
-    """Turn the first SIGINT (Ctrl-C) or SIGTERM (SLURM preemption) into a request to stop after
-    the current step, so the run ends with a checkpoint it can resume from; a second Ctrl-C aborts at once.
-    Yields a function that says whether a stop was requested."""
-    requested = threading.Event()
-    if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
-        yield requested.is_set
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if requested.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        requested.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield requested.is_set
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def resolve_device(name: str) -> torch.device:
     """auto picks cuda, then mps, then cpu; asking for a missing accelerator is a config error."""
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
@@ -210,6 +185,13 @@ def fit(
     n = len(train)
     batch_size = min(cfg.batch_size, n)
     n_batches = n // batch_size if cfg.drop_last else math.ceil(n / batch_size)
+    if cfg.limit_train_batches is not None:
+        n_batches = min(n_batches, cfg.limit_train_batches)
+    seen = n_batches * batch_size if cfg.drop_last else min(n, n_batches * batch_size)  # points per epoch
+    if cfg.limit_val_batches is not None:  # the first batches' worth of points, for every evaluation
+        val, limited_train = val[: cfg.limit_val_batches * batch_size], train[: cfg.limit_val_batches * batch_size]
+    else:
+        limited_train = train
     mean_loss = cfg.loss == "mse"  # a batch's mse is a mean: times its size gives its per-sample sum
     lr = lambda: float(optimizer.param_groups[0]["lr"])  # noqa: E731
     history = history if history is not None else []
@@ -223,7 +205,7 @@ def fit(
 
     if resume is None:
         state = TrainState.capture(0, 0, 0, n_batches, generator.get_state())
-        record(0, evaluate(model, train, cfg.loss), lr(), state)
+        record(0, evaluate(model, limited_train, cfg.loss), lr(), state)
     else:
         if resume.batch and resume.n_batches != n_batches:
             raise ConfigError(
@@ -264,7 +246,7 @@ def fit(
                 loss.backward()
                 optimizer.step()
                 steps += 1
-            train_loss = float(running) / (n_batches * batch_size if cfg.drop_last else n)  # the epoch's one sync
+            train_loss = float(running) / seen  # the epoch's one sync
             if not math.isfinite(train_loss):  # history and the last checkpoint keep the last finite epoch
                 bad = (~torch.isfinite(step_losses)).nonzero()
                 first_bad = int(bad[0]) if len(bad) else n_batches - 1

@@ -113,7 +113,7 @@ def test_run_rejects_bad_values(tmp_path):
         aecli.run([*TINY, "optimizer.lr=0"], output_dir=tmp_path / "a")
     with pytest.raises(ConfigError, match="trainer.epochs=abc"):
         aecli.run([*TINY, "trainer.epochs=abc"], output_dir=tmp_path / "b")
-    with pytest.raises(ConfigError, match="dataset/nope"):
+    with pytest.raises(ConfigError, match="dataset=nope is not an option of dataset"):
         aecli.run(["dataset=nope"], output_dir=tmp_path / "c")
 
 

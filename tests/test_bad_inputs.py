@@ -6,7 +6,9 @@ Three layers:
 - a few of them again as real `python -m aecli` subprocesses, run concurrently, proving the exit
   status and stderr a user sees;
 - a hypothesis property: random overrides of known and made-up keys end in a handled outcome
-  (a Hydra composition error, a ConfigError, or a valid config), never an unhandled exception.
+  (a Hydra composition error, a ConfigError, or a valid config), never an unhandled exception;
+- then one section per kind of check: `+key`s no schema has, unknown group options, generated data that
+  overflows, sizes that cannot fit in memory (refused by estimate) and builders that fail.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +35,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from aecli.config import ConfigError, check_overrides, compose, validate
 
-# The one-line message of aecli, Hydra's own short report of a composition error (a few lines,
-# no traceback), and Hydra's report of an unknown group option (it lists every option).
-AECLI, HYDRA, OPTIONS = "aecli", "hydra", "options"
-MAX_LINES = {AECLI: 1, HYDRA: 8, OPTIONS: 30}
+# The one-line message of aecli, Hydra's own short report of a composition error (a few lines, no
+# traceback), and a sweep's: each failed job's one line, then the line saying how many did not complete.
+AECLI, HYDRA, SWEEP = "aecli", "hydra", "sweep"
+MAX_LINES = {AECLI: 1, HYDRA: 8, SWEEP: 2}
 
 
 @dataclass(frozen=True)
@@ -82,15 +85,73 @@ CASES = [
     # --- config groups set to no option: Hydra itself would answer with a traceback
     case("group-null", "dataset=null", expect="dataset=null is not allowed"),
     case("no-key", "=3", expect="'=3' is not allowed"),
+    case("hydra-node-number", "hydra=3", expect="hydra=3 is not allowed: set Hydra's own keys instead"),
     # --- wrong types, unknown keys, bad grammar: Hydra's own short report
     case("type-int-from-text", "trainer.epochs=abc", expect="trainer.epochs", kind=HYDRA),
     case("type-bool-from-text", "trainer.shuffle=maybe", expect="trainer.shuffle", kind=HYDRA),
     case("unknown-key", "trainer.epoch=3", expect="epoch", kind=HYDRA),
     case("grammar-open-bracket", "trainer.epochs=[1", expect="'[1'", kind=HYDRA),
     case("sweep-without-multirun", "trainer.epochs=1,2", expect="trainer.epochs=1,2", kind=HYDRA),
-    # --- unknown group options: Hydra's message lists the options
-    case("unknown-model", "model=relu_bias", expect="relu_nobias", kind=OPTIONS),
-    case("unknown-dataset", "dataset=circle", expect="spiral", kind=OPTIONS),
+    # --- unknown group options (aecli.config.check_overrides): one line with the options, not Hydra's 14
+    case(
+        "unknown-model",
+        "model=relu_bias",
+        expect="model=relu_bias is not an option of model (did you mean model=relu_nobias?); choose one of beta_mlp,",
+    ),
+    case(
+        "unknown-dataset",
+        "dataset=nosuchdata",
+        expect="dataset=nosuchdata is not an option of dataset; choose one of beta, digits, mnist, polynomial, "
+        "rectangle, spiral, swiss_roll",
+    ),
+    case("unknown-dataset-in-sweep", "-m", "dataset=polynomial,nosuch", expect="dataset=nosuch is not an option"),
+    case("unknown-experiment", "experiment=nope", expect="experiment=nope is not an option of experiment"),
+    case(
+        "unknown-launcher", "hydra/launcher=nosuch", expect="hydra/launcher=nosuch is not an option of hydra/launcher"
+    ),
+    case("unknown-logger-in-list", "logger=[csv,tensorbord]", expect="(did you mean logger=tensorboard?)"),
+    case("unknown-added-group", "+variant=gdd", expect="variant=gdd is not an option of variant"),
+    # --- `+key` past a schema's struct flag (aecli.config.validate): a misspelt setting is no silent no-op
+    case(
+        "plus-unknown-key",
+        "experiment=swiss_roll",
+        "+trainer.fast_dev_runs=true",
+        expect="trainer.fast_dev_runs is not a setting of trainer (did you mean trainer.fast_dev_run?)",
+    ),
+    case(
+        "plus-plus-unknown-key-in-sweep",
+        "-m",
+        "++dataset.nn=3",
+        expect="dataset.nn is not a setting of dataset (did you mean dataset.n?)",
+        kind=SWEEP,
+    ),
+    # --- generated data that overflows: one line naming the data set and the likeliest setting
+    case(
+        "rectangle-width-overflows-float32",
+        "dataset=rectangle",
+        "dataset.width=1e300",
+        expect="dataset=rectangle makes non-finite points in float32 (dataset.width=1e+300 is too large); "
+        "use smaller values",
+    ),
+    case(
+        "polynomial-noise-overflows-std",
+        "dataset.noise=1e300",
+        expect="dataset=polynomial makes points it cannot scale: column 1's standard deviation overflows float64 "
+        "(dataset.noise=1e+300 is too large)",
+    ),
+    case(
+        "polynomial-noise-1e200",
+        "dataset=polynomial",
+        "dataset.noise=1e200",
+        expect="(dataset.noise=1e+200 is too large)",
+    ),
+    # --- sizes that cannot fit in memory: refused before anything is allocated
+    case("n-too-large-for-memory", "dataset.n=10000000000", expect="dataset.n=10000000000 needs about 596 GiB"),
+    case(
+        "hidden-size-too-large-for-memory",
+        "model.hidden_sizes=[10000000000]",
+        expect="model.hidden_sizes=[10000000000] needs about",
+    ),
     # --- cross-field checks, found while building the run
     case("input-dim-mismatch", "model.input_dim=3", expect="model.input_dim=3"),
     case(
@@ -235,7 +296,6 @@ VALUE_CASES = [
         "+analyses.x.file=/tmp/escaped.png",
         expect="analyses.x.file='/tmp/escaped.png'",
     ),
-    case("source-unknown-key", "model.decoder_from=train", "+source.trainer.epochz=1", expect="source.trainer.epochz"),
     case("group-number", "model=3", expect="model=3 is not allowed"),
     case("analysis-unknown-target", "+analyses.x._target_=aecli.analyses.nope", expect="analyses.x._target_="),
     case(
@@ -248,10 +308,30 @@ VALUE_CASES = [
         "keys-under-interpolation", "plots=${dataset.seed}", "++plots.dpi=100", expect="++plots.dpi=100 is not allowed"
     ),
     case("part-deleted", "~plots", expect="plots='<deleted>'"),
+    # found while attacking the paths above: each crashed or ran on collapsed data before
+    case("threads-segfault", "trainer.num_threads=100000", expect="trainer.num_threads=100000"),
+    case("threads-overflow", f"trainer.num_threads={10**30}", expect=f"trainer.num_threads={10**30}"),
+    case(
+        "grid-extent-beyond-float32",
+        "dataset.grid_extent=[-1e308,1e308,-1,1]",
+        expect="dataset.grid_extent=[-1e+308, 1e+308, -1.0, 1.0]",
+    ),
+    case("rectangle-width-rounds-to-0", "dataset=rectangle", "dataset.width=1e-320", expect="dataset.width=1e-320"),
 ]
 
-# Run again as real subprocesses: the exit status and stderr exactly as a user sees them.
-SUBPROCESS_CASES = ["lr-zero", "type-int-from-text"]
+# Run again as real subprocesses: the exit status and stderr exactly as a user sees them (numpy's
+# overflow warnings, which pytest would swallow in-process, included), under an address-space limit.
+SUBPROCESS_CASES = [
+    "lr-zero",
+    "type-int-from-text",
+    "unknown-dataset",
+    "plus-unknown-key",
+    "rectangle-width-overflows-float32",
+    "polynomial-noise-overflows-std",
+    "n-too-large-for-memory",
+    "hidden-size-too-large-for-memory",
+]
+SUBPROCESS_MEMORY_LIMIT = 8 * 2**30  # RLIMIT_AS: torch's import fits; allocating a refused size would not
 
 
 # ----------------------------------------------------------------------------- assets
@@ -324,10 +404,8 @@ def check_report(c: Case, code: object, stderr: str, run_dir: Path) -> None:
     assert "Traceback" not in stderr, stderr
     assert c.expect in stderr, stderr
     assert 1 <= len(lines) <= MAX_LINES[c.kind], stderr
-    if c.kind == AECLI:
+    if c.kind in (AECLI, SWEEP):
         assert lines[0].startswith("aecli: error: "), stderr
-    if c.kind == OPTIONS:
-        assert "Available options in" in stderr, stderr
     for summary in run_dir.rglob("summary.json"):
         assert json.loads(summary.read_text())["status"] != "completed", summary
 
@@ -392,6 +470,15 @@ def test_bad_value_is_one_sentence(c: Case):
 
 
 # ----------------------------------------------------------------------------- real subprocesses
+# `python -m aecli ARGS` under an address-space limit (a thread-safe stand-in for preexec_fn)
+LIMITED_AECLI = (
+    "import resource, runpy; "
+    f"resource.setrlimit(resource.RLIMIT_AS, ({SUBPROCESS_MEMORY_LIMIT}, {SUBPROCESS_MEMORY_LIMIT})); "
+    "runpy.run_module('aecli', run_name='__main__', alter_sys=True)"
+)
+subprocess_seconds: dict[str, float] = {}  # wall seconds of each subprocess case
+
+
 @pytest.fixture(scope="module")
 def subprocess_results(assets, tmp_path_factory) -> dict[str, tuple[Case, subprocess.CompletedProcess, Path]]:
     """`python -m aecli ...` for SUBPROCESS_CASES (and one with HYDRA_FULL_ERROR=1), run concurrently."""
@@ -399,6 +486,7 @@ def subprocess_results(assets, tmp_path_factory) -> dict[str, tuple[Case, subpro
     jobs = {name: (by_id[name], {}) for name in SUBPROCESS_CASES}
     jobs["full-error"] = (by_id["type-int-from-text"], {"HYDRA_FULL_ERROR": "1"})
     root = tmp_path_factory.mktemp("bad_input_subprocesses")
+    seconds = subprocess_seconds
 
     def launch(name: str) -> tuple[Case, subprocess.CompletedProcess, Path]:
         c, extra_env = jobs[name]
@@ -406,14 +494,16 @@ def subprocess_results(assets, tmp_path_factory) -> dict[str, tuple[Case, subpro
         run_dir.parent.mkdir()
         env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
         env.update(PYTHONUNBUFFERED="1", SCIKIT_LEARN_DATA=assets["sklearn_data"], **extra_env)
+        started = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "aecli", *command_line(c, assets, run_dir)],
+            [sys.executable, "-c", LIMITED_AECLI, *command_line(c, assets, run_dir)],
             cwd=run_dir.parent,
             env=env,
             capture_output=True,
             text=True,
             timeout=300,
         )
+        seconds[name] = time.perf_counter() - started
         return c, proc, run_dir
 
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -425,6 +515,9 @@ def test_bad_input_as_a_real_command(name, subprocess_results):
     c, proc, run_dir = subprocess_results[name]
     check_report(c, proc.returncode, proc.stderr, run_dir)
     assert proc.returncode == (2 if c.kind == AECLI else 1), proc.stderr
+    # the sizes that cannot fit are refused by estimate: nothing large is allocated (RLIMIT_AS would turn
+    # that into "could not be built"), and the answer takes no longer than any other bad value's
+    assert subprocess_seconds[name] < 60, subprocess_seconds
 
 
 def test_hydra_full_error_shows_the_traceback(subprocess_results):
@@ -696,3 +789,302 @@ def test_error_map_on_data_that_is_not_2d_is_skipped_with_a_log_note(tmp_path, c
     assert summary["status"] == "completed"
     assert "error_map.png skipped: the error map needs 2-D data, swiss_roll is 3-D" in caplog.text
     assert (tmp_path / "run" / "loss_curve.png").is_file() and not (tmp_path / "run" / "error_map.png").exists()
+
+
+# ----------------------------------------------------------------------------- `+key`: unknown settings
+# A `+key` or `++key` in every part of the config whose node comes from a dataclass schema, each with the
+# one sentence it gets (before the fix, each was silently kept and ignored).
+SCHEMA_TYPOS = [
+    (
+        ("experiment=swiss_roll",),
+        ["+trainer.fast_dev_runs=true"],
+        "trainer.fast_dev_runs is not a setting of trainer (did you mean trainer.fast_dev_run?)",
+    ),
+    ((), ["++dataset.nn=3"], "dataset.nn is not a setting of dataset (did you mean dataset.n?)"),
+    (
+        ("dataset=beta",),
+        ["+dataset.pionts=3"],
+        "dataset.pionts is not a setting of dataset (did you mean dataset.points?)",
+    ),
+    ((), ["+model.latent_dims=3"], "model.latent_dims is not a setting of model (did you mean model.latent_dim?)"),
+    (
+        (),
+        ["+optimizer.betaz=[0.9,0.99]"],
+        "optimizer.betaz is not a setting of optimizer (did you mean optimizer.betas?)",
+    ),
+    (
+        ("optimizer=sgd",),
+        ["+optimizer.momentun=0.9"],
+        "optimizer.momentun is not a setting of optimizer (did you mean optimizer.momentum?)",
+    ),
+    (
+        (),
+        ["+regularizer.weight_l3=1"],
+        "regularizer.weight_l3 is not a setting of regularizer (did you mean regularizer.weight_l2?)",
+    ),
+    ((), ["+plots.dpii=300"], "plots.dpii is not a setting of plots (did you mean plots.dpi?)"),
+    ((), ["+seeed=3"], "seeed is not a setting at the top level (did you mean seed?)"),
+    (
+        (),
+        ["logger=[csv,tensorboard]", "+logger.tensorboard.root_dirr=x"],
+        "logger.tensorboard.root_dirr is not a setting of logger.tensorboard "
+        "(did you mean logger.tensorboard.root_dir?)",
+    ),
+    ((), ["+trainer.zzzz=1"], "trainer.zzzz is not a setting of trainer; remove it, or use one of epochs, batch_size,"),
+    (
+        (),
+        ["model.decoder_from=train", "+source.trainer.epochz=1"],
+        "source.trainer.epochz is not a setting of trainer (did you mean source.trainer.epochs?)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("groups", "overrides", "message"), SCHEMA_TYPOS, ids=[o[-1] for _, o, _ in SCHEMA_TYPOS])
+def test_an_added_key_a_schema_does_not_have_is_one_sentence(groups, overrides, message):
+    if overrides[0].startswith("logger="):  # a group choice: compose it
+        groups, overrides = (*groups, overrides[0]), overrides[1:]
+    with pytest.raises(ConfigError) as info:
+        validate(apply_overrides(composed(groups), overrides))
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_every_schema_part_has_a_typo_case():
+    """The parts found from the schemas themselves (OmegaConf.get_type), not from a list kept by hand."""
+    from dataclasses import is_dataclass
+
+    cfg = composed(())
+    parts = {k for k in cfg if OmegaConf.is_config(cfg[k]) and is_dataclass(OmegaConf.get_type(cfg[k]))}
+    covered = {overrides[-1].lstrip("+").split(".")[0].split("=")[0] for _, overrides, _ in SCHEMA_TYPOS}
+    assert parts == {"dataset", "model", "optimizer", "regularizer", "trainer", "plots"} and parts <= covered
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["+analyses.x._target_=aecli.analyses.activations.activation_histograms"],
+        ["+logger.mine._target_=aecli.trackers.Tracker"],
+        ["model.decoder_from=train", "+source.seed=3", "+source.trainer.epochs=2"],
+        ["++trainer.epochs=3"],
+    ],
+)
+def test_free_form_mappings_stay_open(overrides):
+    validate(apply_overrides(composed(()), overrides))
+
+
+def test_the_python_api_refuses_an_unknown_key_too(tmp_path):
+    import aecli
+
+    with pytest.raises(ConfigError, match=r"^trainer\.fast_dev_runs is not a setting of trainer"):
+        aecli.run(["+trainer.fast_dev_runs=true", "trainer.progress=false"], output_dir=tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+
+
+# ----------------------------------------------------------------------------- unknown group options
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["dataset=spiral", "model=relu", "trainer.epochs=3", "seed=7"],
+        ["dataset=spiral.yaml"],  # Hydra takes the file name too
+        ["logger=[csv,tensorboard]"],
+        ["dataset=polynomial,spiral", "model=glob(*)"],
+        ["hydra/launcher=joblib", "hparams_search=optuna", "+variant=gd", "experiment=swiss_roll"],
+        ["~dataset", "~model=nosuch"],  # deletes are left to Hydra
+    ],
+)
+def test_real_group_options_pass_the_check(overrides):
+    check_overrides(overrides)
+
+
+def test_aecli_groups_are_checked_without_the_config_repository(monkeypatch):
+    """check_overrides runs before every command (--cfg job, --help): aecli's own groups are judged from its
+    shipped files, in milliseconds; Hydra's config repository (0.1 s) only for hydra/... groups."""
+    import aecli.config
+
+    def no_repository():
+        raise AssertionError("the config repository was built")
+
+    monkeypatch.setattr(aecli.config, "_config_repository", no_repository)
+    aecli.config._group_options.cache_clear()
+    try:
+        started = time.perf_counter()
+        check_overrides(["dataset=spiral", "model=relu", "experiment=swiss_roll", "logger=[csv]", "seed=3"])
+        assert time.perf_counter() - started < 0.2
+        with pytest.raises(ConfigError, match="^model=nope is not an option of model; choose one of beta_mlp"):
+            check_overrides(["model=nope"])
+    finally:
+        aecli.config._group_options.cache_clear()
+
+
+# ----------------------------------------------------------------------------- data that overflows
+DATA_CASES = [
+    case(
+        "spiral-a-overflows",
+        "dataset=spiral",
+        "dataset.a=1e300",
+        expect="dataset=spiral makes points it cannot scale: column 0's standard deviation overflows float64 "
+        "(dataset.a=1e+300 is too large); use smaller values",
+    ),
+    case(
+        "spiral-a-underflows",
+        "dataset=spiral",
+        "dataset.a=1e-320",
+        expect="column 0's standard deviation is 0, its values over- or underflowed to one number (dataset.a=",
+    ),
+    case(
+        "swiss-roll-noise-overflows",
+        "dataset=swiss_roll",
+        "dataset.noise=1e308",
+        expect="dataset=swiss_roll makes points it cannot scale: column 0's range overflows float64 "
+        "(dataset.noise=1e+308 is too large)",
+    ),
+    case(
+        "beta-param-max-overflows",
+        "dataset=beta",
+        "dataset.n=50",
+        "dataset.param_max=1e300",
+        expect="dataset=beta makes non-finite points in float32 (dataset.param_max=1e+300 is too large)",
+    ),
+    case(
+        "beta-noise-overflows",
+        "dataset=beta",
+        "dataset.n=50",
+        "dataset.noise=1e300",
+        expect="dataset=beta makes non-finite points in float32 (dataset.noise=1e+300 is too large)",
+    ),
+    case(
+        "rectangle-noise-overflows",
+        "dataset=rectangle",
+        "dataset.noise=1e300",
+        expect="dataset=rectangle makes non-finite points in float32 (dataset.noise=1e+300 is too large)",
+    ),
+]
+
+
+@pytest.mark.parametrize("c", DATA_CASES)
+def test_data_that_overflows_is_refused_before_training(c: Case, run_in_process, tmp_path):
+    with pytest.raises(ConfigError) as info:
+        run_in_process(*c.args)
+    message = str(info.value)
+    assert "\n" not in message and c.expect in message, message
+    summary = json.loads((tmp_path / "run0" / "summary.json").read_text())
+    assert (
+        summary["status"] == "failed" and summary["phase"] == "data" and summary["error"] == f"ConfigError: {message}"
+    )
+
+
+def test_standardize_refuses_columns_it_cannot_scale():
+    import numpy as np
+
+    from aecli.data import UnscalableData, standardize
+
+    with np.errstate(over="ignore"), pytest.raises(UnscalableData, match="column 1's standard deviation overflows"):
+        standardize(np.array([[0.0, 1e300], [1.0, -1e300]]))
+    with pytest.raises(UnscalableData, match="column 0's standard deviation is 0"):
+        standardize(np.array([[1e-320, 1.0], [1e-320, 2.0]]))
+    assert standardize(np.array([[0.0, 1.0], [2.0, 3.0]])).tolist() == [[-1.0, -1.0], [1.0, 1.0]]
+
+
+# ----------------------------------------------------------------------------- memory
+MEMORY_CASES = [
+    case("beta-points", "dataset=beta", "dataset.points=1000000000", expect="dataset.points=1000000000 needs about"),
+    case("latent-dim", "model.latent_dim=10000000000", expect="model.latent_dim=10000000000 needs about 1.09 TiB"),
+    case("decoder-size", "model.decoder_hidden_sizes=[100000000000]", expect="model.decoder_hidden_sizes=["),
+    case("input-dim", "model.input_dim=100000000000", expect="model.input_dim=100000000000 needs about"),
+    case(
+        "error-map-pass",
+        "model.hidden_sizes=[1000000]",
+        expect="model.hidden_sizes=[1000000] needs about 2.73 TiB to pass 250000 points through the model at once "
+        "(the error map's plots.error_map_resolution=500 squared)",
+    ),
+    case("source-n", "model.decoder_from=train", "+source.dataset.n=10000000000", expect="source.dataset.n=1000"),
+]
+
+
+@pytest.mark.parametrize("c", MEMORY_CASES)
+def test_sizes_that_cannot_fit_are_refused_by_estimate(c: Case):
+    groups = tuple(a for a in c.args if a.split("=", 1)[0] in GROUP_NAMES)
+    values = [a for a in c.args if a not in groups]
+    with pytest.raises(ConfigError) as info:
+        validate(apply_overrides(composed(groups), values))
+    message = str(info.value)
+    assert "\n" not in message and c.expect in message and "; this machine has " in message, message
+
+
+def test_a_model_too_large_for_data_read_from_files_is_refused_once_the_data_is_built(run_in_process, tmp_path):
+    """digits' (and mnist's) size is fixed by files, so validate leaves it to the check before the model is built."""
+    with pytest.raises(ConfigError) as info:
+        run_in_process("dataset=digits", "model.hidden_sizes=[10000000000]")
+    message = str(info.value)
+    assert message.startswith("model.hidden_sizes=[10000000000] needs about 29.7 TiB for the model's weights"), message
+    summary = json.loads((tmp_path / "run0" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["phase"] == "model"
+
+
+def test_shipped_experiments_fit_a_small_machine(monkeypatch):
+    """The estimates refuse only what cannot fit: every study passes on a 4 GiB machine, MNIST's 70,000 x 784
+    and the mnist_wide model included (its data size is fixed by files: judged once built)."""
+    import aecli.config
+    from aecli.config import check_model_memory, config_options
+
+    monkeypatch.setattr(aecli.config, "machine_memory", lambda: 4 * 2**30)
+    for experiment in config_options()["experiment"]:
+        cfg = copy.deepcopy(composed((f"experiment={experiment}",)))
+        cfg.analyses = {}  # the studies' analyses are another test's business
+        validate(cfg)
+        if cfg.dataset.name == "mnist":
+            check_model_memory(cfg, 784, 60000, 10000, error_map=False)
+    check_model_memory(composed(("dataset=mnist", "model=mnist_wide")), 784, 60000, 10000, error_map=False)
+
+
+def test_machine_memory_has_a_fallback(monkeypatch):
+    from aecli.config import FALLBACK_MEMORY, machine_memory
+
+    def no_sysconf(name):
+        raise ValueError(name)
+
+    monkeypatch.setattr(os, "sysconf", no_sysconf)
+    machine_memory.cache_clear()
+    try:
+        assert 0 < machine_memory() <= FALLBACK_MEMORY
+    finally:
+        machine_memory.cache_clear()
+
+
+# ----------------------------------------------------------------------------- a builder that fails
+@pytest.mark.parametrize(
+    ("group", "target", "error", "message"),
+    [
+        (
+            "dataset=rectangle",
+            "aecli.data.rectangle",
+            MemoryError("Unable to allocate 149. GiB for an array with shape (10000000000, 2) and data type float64"),
+            "dataset=rectangle could not be built: MemoryError: Unable to allocate 149. GiB for an array with shape "
+            "(10000000000, 2) and data type float64; check its settings",
+        ),
+        (
+            "model=tanh",
+            "aecli.models.MLPAutoencoder",
+            RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you tried "
+                "to allocate 40000000000 bytes.\nException raised from ..."
+            ),
+            "model=tanh could not be built: RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. "
+            "DefaultCPUAllocator: not enough memory: you tried to allocate 40000000000 bytes; check its settings",
+        ),
+    ],
+    ids=["dataset-memory-error", "model-allocation-error"],
+)
+def test_a_builder_error_is_one_sentence_with_its_real_cause(
+    group, target, error, message, run_in_process, tmp_path, monkeypatch
+):
+    """Not Hydra's InstantiationException report (4-5 lines), and summary.json's error says the real cause."""
+
+    def failing_builder(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(target, failing_builder)
+    with pytest.raises(ConfigError) as info:
+        run_in_process(group)
+    assert str(info.value) == message
+    summary = json.loads((tmp_path / "run0" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"] == f"ConfigError: {message}"

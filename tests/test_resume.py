@@ -261,3 +261,28 @@ def test_resume_refuses_other_settings_and_a_diverged_run(tmp_path, run_in_proce
     assert longer["status"] == "completed" and longer["epochs"] == 4 and longer["resumed_from"]["epoch"] == 2
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]
+
+
+def test_resume_from_a_diverged_run_with_a_lower_lr_uses_the_configured_lr(tmp_path, run_in_process, caplog):
+    """What aecli's own divergence message advises: trainer.resume_from=<that run> with a lower lr.
+    The configured optimizer settings replace the checkpoint's, and the log says so."""
+    bad = ["dataset.n=200", "trainer.epochs=3", "trainer.checkpoint_every=1", "optimizer=sgd", "model=mlp"]
+    summary, diverged = run_in_process(*bad, "optimizer.lr=5")
+    assert summary["status"] == "diverged" and summary["epochs"] >= 0
+    ckpt = load_checkpoint(diverged / "checkpoints" / "last.pt")
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] == 5.0
+    caplog.set_level("INFO", logger="aecli")
+    resume = f"trainer.resume_from={diverged}"
+    summary, run_dir = run_in_process(*bad, "optimizer.lr=1e-3", "trainer.epochs=6", resume)
+    assert summary["status"] == "completed" and summary["final_val_loss"] < 10
+    assert "optimizer settings replace the checkpoint's (lr 5.0 -> 0.001)" in caplog.text
+    resumed = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert resumed["optimizer"]["param_groups"][0]["lr"] == 1e-3
+
+
+def test_resume_from_a_run_of_another_optimizer_is_one_sentence(tmp_path, run_in_process):
+    _, adam_run = run_in_process("dataset.n=200", "trainer.epochs=1")
+    with pytest.raises(ConfigError) as err:
+        run_in_process("dataset.n=200", "trainer.epochs=2", "optimizer=sgd", f"trainer.resume_from={adam_run}")
+    assert "was trained with optimizer=adam" in str(err.value) and "resume with optimizer=adam" in str(err.value)
+    assert len(str(err.value).splitlines()) == 1

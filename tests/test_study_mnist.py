@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import N_TEST, N_TRAIN, run_cli, write_idx
 from omegaconf import OmegaConf
 
 from aecli import mnist_files, plots
@@ -26,41 +26,8 @@ from aecli.models import MLPAutoencoder
 from aecli.regularizers import Regularizer, masking_noise
 
 EXPERIMENTS = ["mnist_bottleneck", "mnist_wide", "mnist_denoising"]
-N_TRAIN, N_TEST = 300, 60
 
 
-def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
-    header = struct.pack(f">{1 + array.ndim}I", magic, *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-@pytest.fixture
-def tiny_mnist(tmp_path, monkeypatch):
-    """300 train / 60 test random 28x28 images and labels as the four standard .gz names; the
-    sklearn OpenML cache pointed at an empty folder so no real cache can stand in for a file."""
-    monkeypatch.setenv("SCIKIT_LEARN_DATA", str(tmp_path / "no_sklearn_cache"))
-    folder = tmp_path / "mnist"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    arrays = {
-        "train_images": rng.integers(0, 256, (N_TRAIN, 28, 28)),
-        "train_labels": rng.integers(0, 10, N_TRAIN),
-        "test_images": rng.integers(0, 256, (N_TEST, 28, 28)),
-        "test_labels": rng.integers(0, 10, N_TEST),
-    }
-    names = {
-        "train_images": "train-images-idx3-ubyte.gz",
-        "train_labels": "train-labels-idx1-ubyte.gz",
-        "test_images": "t10k-images-idx3-ubyte.gz",
-        "test_labels": "t10k-labels-idx1-ubyte.gz",
-    }
-    for key, name in names.items():
-        write_idx(folder / name, arrays[key], 2051 if "images" in key else 2049)
-    return folder, arrays
-
-
-# ------------------------------------------------------------------ the IDX loader
 def test_loader_reads_the_idx_files_back_exactly(tiny_mnist):
     folder, arrays = tiny_mnist
     loaded = mnist_files.load(str(folder), download_missing=False)

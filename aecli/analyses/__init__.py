@@ -22,7 +22,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from aecli.data import Dataset
@@ -45,6 +45,17 @@ class RunContext:
     run_dir: Path
     title: str  # "<dataset> / <model>", for figure titles
     dpi: int
+
+    @property
+    def fast_dev_run(self) -> bool:
+        """A smoke run (trainer.fast_dev_run); also read from a partial config without `trainer`."""
+        return bool(OmegaConf.select(self.cfg, "trainer.fast_dev_run", default=False))
+
+    def size(self, full: int, small: int) -> int:
+        """`full` in a normal run; at most `small` in a smoke run, where an analysis still does all its
+        work, so every figure and metric is written, but on a few points or a coarse grid: a smoke run
+        checks code paths, not numbers."""
+        return min(full, small) if self.fast_dev_run else full
 
     def tensor(self, array: Union[np.ndarray, torch.Tensor, Any]) -> torch.Tensor:
         """`array` as a tensor on the run's device and dtype."""

@@ -53,10 +53,13 @@ def sparsity(activations: np.ndarray, threshold: float) -> float:
 def activation_histograms(
     ctx: RunContext, threshold: float = 1e-3, bins: int = 50, file: str = "activations.png"
 ) -> dict[str, float]:
-    """Histograms of every hidden layer's activations over the training data, and their sparsity."""
+    """Histograms of every hidden layer's activations over the training data, and their sparsity
+    (a smoke run: the first 64 training points, at most 10 bins)."""
     if threshold <= 0 or bins < 1:
         raise ConfigError(f"threshold={threshold}, bins={bins} is not allowed: use a threshold > 0 and bins >= 1.")
-    layers = hidden_activations(ctx.model, ctx.tensor(ctx.data.train))
+    x = ctx.data.train
+    layers = hidden_activations(ctx.model, ctx.tensor(x[: ctx.size(len(x), 64)]))
+    bins = ctx.size(bins, 10)
     if not layers:
         raise ConfigError(
             f"model.hidden_sizes={list(ctx.cfg.model.hidden_sizes)} is not allowed: the "

@@ -38,9 +38,15 @@ class Inversion(TypedDict):
 
 
 def invert_decoder(
-    decoder: nn.Module, target: np.ndarray, start: Sequence[float], device: torch.device, dtype: torch.dtype
+    decoder: nn.Module,
+    target: np.ndarray,
+    start: Sequence[float],
+    device: torch.device,
+    dtype: torch.dtype,
+    maxiter: Optional[int] = None,
 ) -> Inversion:
-    """The code whose decoding is nearest `target` (Euclidean norm), by Nelder-Mead from `start`.
+    """The code whose decoding is nearest `target` (Euclidean norm), by Nelder-Mead from `start`,
+    stopping after `maxiter` iterations if given (None: scipy's own limit, 200 per code coordinate).
 
     Returns code, residual (the norm at the code), decoded (the curve there) and nfev."""
     from scipy.optimize import minimize
@@ -56,6 +62,7 @@ def invert_decoder(
             lambda code: float(np.linalg.norm(target - decode(code))),
             np.asarray(start, dtype=np.float64),
             method="Nelder-Mead",
+            options=None if maxiter is None else {"maxiter": maxiter},
         )
         decoded = decode(result.x)
     return {"code": result.x, "residual": float(result.fun), "decoded": decoded, "nfev": int(result.nfev)}
@@ -64,9 +71,10 @@ def invert_decoder(
 # ----------------------------------------------------------------- analyses
 def latent_histograms(ctx: RunContext, bins: Union[int, str] = "auto") -> dict[str, float]:
     """Histogram of each code coordinate over every curve (latent_histograms.png); returns each
-    coordinate's mean and standard deviation (c1_mean, c1_std, ...)."""
+    coordinate's mean and standard deviation (c1_mean, c1_std, ...). A smoke run: the first 256 curves."""
     d = ctx.data
     curves = d.train if d.val_name == "training" else torch.cat([d.train, d.val])  # val is train when no hold-out
+    curves = curves[: ctx.size(len(curves), 256)]
     codes = encode(ctx.model, ctx.tensor(curves))
     plot_histograms(
         codes, bins, f"{ctx.title}: code of all {len(codes)} curves", ctx.run_dir / "latent_histograms.png", ctx.dpi
@@ -82,7 +90,8 @@ def latent_inversion(
     ctx: RunContext, alpha: float = 2.0, beta: float = 4.0, start: Optional[Sequence[float]] = None
 ) -> dict[str, float]:
     """Fit the log-pdf of Beta(alpha, beta) on the data's grid by searching the decoder's input,
-    from `start` (null: the origin); writes latent_inversion.png."""
+    from `start` (null: the origin); writes latent_inversion.png. A smoke run stops the search
+    after 2 iterations."""
     from scipy.stats import beta as beta_dist
 
     from aecli.data import beta_curve_grid
@@ -104,7 +113,8 @@ def latent_inversion(
 
     grid = beta_curve_grid(d.points, d.grid_min, d.grid_max)
     target = beta_dist.logpdf(grid, alpha, beta)
-    fit = invert_decoder(ctx.model.decoder, target, start, ctx.device, ctx.dtype)
+    maxiter = 2 if ctx.fast_dev_run else None
+    fit = invert_decoder(ctx.model.decoder, target, start, ctx.device, ctx.dtype, maxiter)
     plot_inversion(
         grid, target, fit["decoded"], alpha, beta, fit["code"], ctx.run_dir / "latent_inversion.png", ctx.dpi
     )

@@ -10,6 +10,9 @@ evaluates the trained model in eval mode (no code dropout), leaving it as it was
   latent_manifold  a 2-D code only: images decoded from a grid over the test codes' range,
                    and from one chosen code (the study's z = (0, -4))
   denoising        masked / reconstructed / clean test images; test_mse_noisy_input
+
+A smoke run (trainer.fast_dev_run) works on the first 256 test (512 training) images, draws 3
+example images, 2 filters and a 3 x 3 manifold grid.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ def _image_shape(ctx: RunContext, analysis: str) -> tuple[int, int]:
     return ctx.data.image_shape
 
 
+def _test_images(ctx: RunContext) -> torch.Tensor:
+    """The test (validation) images an analysis scores: all of them, or the first few in a smoke run."""
+    return ctx.data.val[: ctx.size(len(ctx.data.val), 256)]
+
+
 def _seeded_pick(n_total: int, n: int, seed: int) -> np.ndarray:
     """`n` distinct indices out of n_total, the same for the same seed, in increasing order."""
     return np.sort(np.random.default_rng(seed).choice(n_total, size=min(n, n_total), replace=False))
@@ -55,10 +63,10 @@ def reconstructions(ctx: RunContext, n_images: int = 10, seed: int = 0) -> dict[
     """reconstructions.png: a seeded pick of test images above their reconstructions.
     test_mse: mean squared error per pixel over the whole test set (no weight penalty)."""
     shape = _image_shape(ctx, "reconstructions")
-    x = ctx.data.val.numpy()
+    x = _test_images(ctx).numpy()
     _, x_hat = encode_reconstruct(ctx.model, ctx.tensor(x))
     test_mse = mse(x_hat, x)
-    pick = _seeded_pick(len(x), n_images, seed)
+    pick = _seeded_pick(len(x), ctx.size(n_images, 3), seed)
     plots.image_pairs(
         x[pick],
         x_hat[pick],
@@ -88,7 +96,7 @@ def encoder_filters(ctx: RunContext, n_filters: int = 5, seed: int = 0, cmap: st
     """encoder_filters.png: the first layer's weights into a seeded choice of hidden units,
     on one shared colour scale (so units compare) with a colour bar."""
     shape = _image_shape(ctx, "encoder_filters")
-    units = _seeded_pick(first_layer(ctx.model).out_features, n_filters, seed)
+    units = _seeded_pick(first_layer(ctx.model).out_features, ctx.size(n_filters, 2), seed)
     images = filter_images(ctx.model, units, shape)
     lo, hi = float(images.min()), float(images.max())
     if lo == hi:  # all equal (e.g. zero weights): still a readable colour bar
@@ -130,8 +138,9 @@ def latent_scatter(
             f"analyses.latent_scatter.dims={dims} is not allowed: the code has only "
             f"model.latent_dim={ctx.model.latent_dim} coordinates"
         )
-    codes, _ = encode_reconstruct(ctx.model, ctx.tensor(ctx.data.val))
-    colors, ticks = plots.color_kwargs(ctx.data.val_color)
+    test = _test_images(ctx)
+    codes, _ = encode_reconstruct(ctx.model, ctx.tensor(test))
+    colors, ticks = plots.color_kwargs(ctx.data.val_color[: len(test)])
     names = [f"z_{i}" for i in range(dims)]
     shown = f"first {dims} of {codes.shape[1]} code coordinates" if codes.shape[1] > dims else f"{dims}-D code"
     if dims == 2:
@@ -149,9 +158,14 @@ def latent_scatter(
 
     metrics: dict[str, float] = {}
     if knn_neighbors > 0 and ctx.data.train_labels is not None and ctx.data.val_labels is not None:
-        train_codes, _ = encode_reconstruct(ctx.model, ctx.tensor(ctx.data.train))
+        train = ctx.data.train[: ctx.size(len(ctx.data.train), 512)]
+        train_codes, _ = encode_reconstruct(ctx.model, ctx.tensor(train))
         metrics["latent_knn_accuracy"] = knn_accuracy(
-            train_codes, ctx.data.train_labels[:, 0], codes, ctx.data.val_labels[:, 0], knn_neighbors
+            train_codes,
+            ctx.data.train_labels[: len(train), 0],
+            codes,
+            ctx.data.val_labels[: len(test), 0],
+            knn_neighbors,
         )
     return metrics
 
@@ -183,9 +197,13 @@ def latent_manifold(
         raise ConfigError(f"analyses.latent_manifold needs a 2-D code, not model.latent_dim={ctx.model.latent_dim}")
     if not 0 <= clip_quantile < 0.5:
         raise ConfigError(f"analyses.latent_manifold.clip_quantile={clip_quantile} is not allowed: use [0, 0.5)")
-    codes, _ = encode_reconstruct(ctx.model, ctx.tensor(ctx.data.val))
+    test = _test_images(ctx)
+    codes, _ = encode_reconstruct(ctx.model, ctx.tensor(test))
     lo = np.quantile(codes, clip_quantile, axis=0)
     hi = np.quantile(codes, 1 - clip_quantile, axis=0)
+    flat = hi <= lo  # every code alike in a coordinate (zero init, barely trained): span +-1 around it
+    lo, hi = lo - flat, hi + flat
+    n = ctx.size(n, 3)
     z0s, z1s, images = decode_grid(ctx.model, (lo[0], hi[0]), (lo[1], hi[1]), n, shape)
 
     h, w = shape
@@ -210,20 +228,25 @@ def latent_manifold(
     plots.save_figure(fig, ctx.run_dir / "latent_manifold.png", ctx.dpi)
 
     if point is not None:
-        z = np.asarray(point, dtype=np.float64).reshape(1, 2)
-        image = decode(ctx.model, z).reshape(shape)
-        fig, (ax_codes, ax_img) = plt.subplots(1, 2, figsize=(10, 4.5), width_ratios=[1.3, 1])
-        colors, ticks = plots.color_kwargs(ctx.data.val_color)
-        sc = ax_codes.scatter(codes[:, 0], codes[:, 1], s=2, alpha=0.6, **colors)
-        ax_codes.scatter(z[:, 0], z[:, 1], marker="x", s=120, c="red", linewidths=2.5, label=f"z = {tuple(point)}")
-        ax_codes.set(xlabel="z_0", ylabel="z_1", title=f"{ctx.data.val_name} codes and the chosen z")
-        ax_codes.legend(loc="best")
-        fig.colorbar(sc, ax=ax_codes, label=ctx.data.color_label, ticks=ticks)
-        ax_img.imshow(image, cmap="gray", vmin=0, vmax=1)
-        ax_img.set(xticks=[], yticks=[], title=f"decoded from z = {tuple(point)}")
-        fig.suptitle(f"{ctx.title}: a digit generated from a chosen code")
-        plots.save_figure(fig, ctx.run_dir / "decoded_point.png", ctx.dpi)
+        plot_decoded_point(ctx, codes, point, shape)
     return {}
+
+
+def plot_decoded_point(ctx: RunContext, codes: np.ndarray, point: Sequence[float], shape: tuple[int, int]) -> None:
+    """decoded_point.png: the image decoded from the code `point`, beside the test `codes` with it marked."""
+    z = np.asarray(point, dtype=np.float64).reshape(1, 2)
+    image = decode(ctx.model, z).reshape(shape)
+    fig, (ax_codes, ax_img) = plt.subplots(1, 2, figsize=(10, 4.5), width_ratios=[1.3, 1])
+    colors, ticks = plots.color_kwargs(ctx.data.val_color[: len(codes)])
+    sc = ax_codes.scatter(codes[:, 0], codes[:, 1], s=2, alpha=0.6, **colors)
+    ax_codes.scatter(z[:, 0], z[:, 1], marker="x", s=120, c="red", linewidths=2.5, label=f"z = {tuple(point)}")
+    ax_codes.set(xlabel="z_0", ylabel="z_1", title=f"{ctx.data.val_name} codes and the chosen z")
+    ax_codes.legend(loc="best")
+    fig.colorbar(sc, ax=ax_codes, label=ctx.data.color_label, ticks=ticks)
+    ax_img.imshow(image, cmap="gray", vmin=0, vmax=1)
+    ax_img.set(xticks=[], yticks=[], title=f"decoded from z = {tuple(point)}")
+    fig.suptitle(f"{ctx.title}: a digit generated from a chosen code")
+    plots.save_figure(fig, ctx.run_dir / "decoded_point.png", ctx.dpi)
 
 
 # ------------------------------------------------------------------ denoising
@@ -238,12 +261,12 @@ def denoising(ctx: RunContext, mask_rate: Optional[float] = None, n_images: int 
         raise ConfigError(
             f"analyses.denoising.mask_rate={rate} is not allowed: use a rate in (0, 1), or set regularizer.mask_rate"
         )
-    clean_t = ctx.data.val
+    clean_t = _test_images(ctx)
     noisy_t = masking_noise(clean_t, rate, generator=torch.Generator().manual_seed(seed))
     _, x_hat = encode_reconstruct(ctx.model, ctx.tensor(noisy_t))
     clean, noisy = clean_t.numpy(), noisy_t.numpy()
     noisy_mse = mse(x_hat, clean)
-    pick = _seeded_pick(len(clean), n_images, seed)
+    pick = _seeded_pick(len(clean), ctx.size(n_images, 3), seed)
     plots.image_pairs(
         noisy[pick],
         x_hat[pick],

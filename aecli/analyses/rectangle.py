@@ -10,11 +10,14 @@ Analyses (name them under `analyses:` in a config; see conf/experiment/rectangle
   step_loss_variability the loss of every optimizer step and how much it jumps (rectangle_gd_vs_sgd)
 
 The pure functions (`decoder_curve`, `distance_to_polyline`, `encoder_shift_grid`,
-`log_step_variability`) carry the numbers; the analyses add figures and metrics.
+`log_step_variability`) carry the numbers; the analyses add figures and metrics. A smoke run
+(trainer.fast_dev_run) uses the first 32 training points, 50 codes on each decoder curve and a
+20 x 20 grid.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import matplotlib
@@ -26,9 +29,9 @@ import torch  # noqa: E402
 
 from aecli.analyses import RunContext, decode, encode
 from aecli.config import ConfigError  # noqa: E402
+from aecli.csv_files import read_columns
 from aecli.models import MLPAutoencoder
 from aecli.plots import save_figure
-from aecli.report import read_columns
 from aecli.run_files import STEPS_FILE, confined  # noqa: E402
 
 CMAP = "viridis"
@@ -89,6 +92,12 @@ def log_step_variability(losses: np.ndarray) -> float:
     return float(np.std(np.diff(np.log(np.maximum(losses, 1e-300)))))
 
 
+def _training_points(ctx: RunContext) -> np.ndarray:
+    """The training data: all of it, or the first 32 points in a smoke run."""
+    x = ctx.data.train.numpy()
+    return x[: ctx.size(len(x), 32)]
+
+
 def _model_label(ctx: RunContext) -> str:
     dims = list(ctx.cfg.model.hidden_sizes)
     return f"{ctx.cfg.model.name} (enc/dec dims {dims})"
@@ -114,7 +123,7 @@ def latent_over_inputs(
 ) -> dict[str, float]:
     """The training data in the input plane coloured by its code: how the code runs through the box."""
     _require_1d_code(ctx, "latent_over_inputs")
-    x = ctx.data.train.numpy()
+    x = _training_points(ctx)
     z = encode_1d(ctx.model, ctx.tensor(x))
     fig, ax = plt.subplots(figsize=(8, 5))
     sc = ax.scatter(x[:, 0], x[:, 1], c=z, cmap=CMAP, s=25)
@@ -146,8 +155,8 @@ def decoder_image(
     box `extent`, the share of training points within `near` of the curve, and their mean
     distance to it. A net with more capacity bends its curve through more of the data."""
     _require_1d_code(ctx, "decoder_image")
-    z = _codes(z_min, z_max, n_z)
-    x = ctx.data.train.numpy().astype(np.float64)
+    z = _codes(z_min, z_max, ctx.size(n_z, 50))
+    x = _training_points(ctx).astype(np.float64)
     fig, axes = plt.subplots(1, 2, figsize=(15, 5), layout="constrained")
     metrics: dict[str, float] = {}
     for ax, model, state, prefix in [
@@ -198,11 +207,12 @@ def encoder_shift(
             "encoder with the source run's, so name one (a run folder, a checkpoint, or `train`)"
         )
     _require_1d_code(ctx, "encoder_shift")
+    resolution = ctx.size(resolution, 20)
     xs, ys, grid = grid_points(extent, resolution)
     shift = encoder_shift_grid(ctx.source_model, ctx.model, grid, ctx.device, ctx.dtype)
-    curve = decoder_curve(ctx.model, _codes(z_min, z_max, n_z))  # the frozen decoder
+    curve = decoder_curve(ctx.model, _codes(z_min, z_max, ctx.size(n_z, 50)))  # the frozen decoder
     dist = distance_to_polyline(grid, curve)
-    x = ctx.data.train.numpy().astype(np.float64)
+    x = _training_points(ctx).astype(np.float64)
     data_shift = encoder_shift_grid(ctx.source_model, ctx.model, x, ctx.device, ctx.dtype)
 
     fig, ax = plt.subplots(figsize=(7.5, 6))
@@ -249,9 +259,8 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 def step_loss_variability(ctx: RunContext, file: str = "loss_per_step.png") -> dict[str, float]:
     """The loss of every optimizer step on a 0-1 axis (share of training), and how much it jumps
     from step to step: full-batch gradient descent descends smoothly, batch-1 SGD oscillates."""
-    columns = read_columns(ctx.run_dir / STEPS_FILE, ["loss"])
-    losses = np.array(columns[0]) if columns else np.empty(0)
-    if len(losses) < 2:
+    losses = read_columns(ctx.run_dir / STEPS_FILE, ["loss"])[0]["loss"]  # torn rows left out, with a warning
+    if len(losses) < (1 if ctx.fast_dev_run else 2):  # a smoke run of full-batch GD takes one step
         raise ConfigError(
             f"trainer.log_steps={ctx.cfg.trainer.log_steps} is not allowed: the "
             f"step_loss_variability analysis needs trainer.log_steps=true and at least 2 steps"
@@ -261,6 +270,8 @@ def step_loss_variability(ctx: RunContext, file: str = "loss_per_step.png") -> d
     ax.plot(
         np.linspace(0, 1, len(losses)),
         losses,
+        "o-" if len(losses) < 30 else "-",
+        ms=3,
         lw=0.6,
         alpha=0.7,
         label=f"{ctx.cfg.optimizer.name}, batch {t.batch_size}, lr {ctx.cfg.optimizer.lr:g}",
@@ -278,6 +289,6 @@ def step_loss_variability(ctx: RunContext, file: str = "loss_per_step.png") -> d
     tail = losses[-max(1, len(losses) // 100) :]  # the last 1% of steps
     return {
         "steps_logged": float(len(losses)),
-        "step_log_loss_change_std": log_step_variability(losses),
+        "step_log_loss_change_std": log_step_variability(losses) if len(losses) > 1 else math.nan,
         "final_step_loss_mean": float(tail.mean()),
     }

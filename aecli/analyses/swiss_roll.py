@@ -11,6 +11,9 @@ Each RMSE is reported twice, because the study measured in a way that is easy to
                          statistics of the batch itself: what the study printed, since its model
                          never left train mode. Computed on a copy, so the trained model's
                          BatchNorm running statistics stay untouched.
+
+A smoke run (trainer.fast_dev_run) scores the first 200 points of the training roll and a new
+roll of 200 points.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ def training_roll(ctx: RunContext, train_mode_seed: Optional[int] = None) -> dic
     """RMSE (eval and train mode) on the roll the model trained on; writes encoded_training_roll.png
     and decoded_training_roll.png. train_mode_seed: dropout seed, null = the run's seed."""
     seed = ctx.cfg.seed if train_mode_seed is None else train_mode_seed
-    return _report(ctx, ctx.data.train.numpy(), ctx.data.train_color, "train", "training roll", seed)
+    n = ctx.size(len(ctx.data.train), 200)
+    return _report(ctx, ctx.data.train[:n].numpy(), ctx.data.train_color[:n], "train", "training roll", seed)
 
 
 def new_roll(
@@ -93,7 +97,7 @@ def new_roll(
             f"analyses.new_roll.seed={seed} is not allowed: it is the training roll's seed "
             "(dataset.seed); use another one or null"
         )
-    roll = swiss_roll(n=n, noise=noise, train_fraction=1.0, seed=roll_seed)
+    roll = swiss_roll(n=ctx.size(n, 200), noise=noise, train_fraction=1.0, seed=roll_seed)
     dropout_seed = ctx.cfg.seed if train_mode_seed is None else train_mode_seed
     return _report(ctx, roll.train.numpy(), roll.train_color, "new_roll", "new roll", dropout_seed)
 

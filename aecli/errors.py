@@ -1,0 +1,37 @@
+"""aecli's errors, and the one place that turns an error into what the user sees.
+
+A ConfigError is a bad input (a value, a file, a folder): its message is one sentence,
+printed as `aecli: error: <sentence>` with exit status 2. HYDRA_FULL_ERROR=1, Hydra's
+own switch, shows the traceback instead. Nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+
+class ConfigError(ValueError):
+    """A config value, file or folder that aecli cannot use; the message is one sentence."""
+
+
+def full_error() -> bool:
+    """HYDRA_FULL_ERROR=1: show tracebacks instead of one-line messages."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def fail(err: BaseException | str, status: int = 2) -> NoReturn:
+    """Print `aecli: error: <first line>` and exit with `status`; re-raise under HYDRA_FULL_ERROR=1."""
+    if full_error() and isinstance(err, BaseException):
+        raise err
+    print(f"aecli: error: {first_line(err)}", file=sys.stderr)
+    sys.exit(status)
+
+
+def first_line(err: BaseException | str) -> str:
+    """An error's message, or its type when it has none, on one line."""
+    text = str(err).strip()
+    if isinstance(err, BaseException) and not text:
+        return type(err).__name__
+    return text.splitlines()[0] if text else ""
