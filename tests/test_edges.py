@@ -34,7 +34,14 @@ if phase == "startup":
 else:
     import aecli.pipeline as pipeline
     import aecli.plots as plots
-    if phase.startswith("figures-"):
+    if phase == "report":  # the sweep's report, after every job
+        import aecli.report as report
+        build = report.build_report
+        def build_and_signal(*args, **kwargs):
+            send()
+            return build(*args, **kwargs)
+        report.build_report = build_and_signal
+    elif phase.startswith("figures-"):
         save, count = plots.save_figure, [0]
         def save_and_signal(fig, path, *args):  # counts the run's own figures, not its source run's
             count[0] += path.parent.name != "source"
@@ -208,6 +215,16 @@ def test_a_signal_to_a_sweep_stops_the_whole_sweep_and_still_reports(tmp_path, l
     time.sleep(1)
     leftovers = subprocess.run(["pgrep", "-f", str(sweep)], capture_output=True, text=True).stdout.split()
     assert not leftovers, f"workers still running: {leftovers}"
+
+
+def test_a_signal_while_the_sweep_report_is_written_still_writes_it_and_exits_130(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_signalled(
+        "report", "SIGTERM", "-m", "model=linear,tanh", *QUICK, f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert set(sweep_statuses(sweep).values()) == {"completed"}  # every job had ended
+    assert "2 jobs" in (sweep / "summary.md").read_text() and (sweep / "index.html").is_file()
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
