@@ -10,7 +10,7 @@
     sweep.best().load().model
 
 `aecli` exports `run`, `load_run` and `load_sweep` lazily, so `import aecli` alone stays light.
-Everything here reads the files a run writes (aecli/run_files.py, aecli/report.py); nothing
+Everything here reads the files a run writes (aecli/run_files.py, aecli/reporting/report.py); nothing
 is kept anywhere else.
 """
 
@@ -27,13 +27,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from aecli import report
-from aecli.config import DEVICES, ConfigError
-from aecli.csv_files import read_columns
+from aecli.config import DEVICES
 from aecli.data import Dataset
-from aecli.models import MLPAutoencoder
+from aecli.errors import ConfigError
+from aecli.folders import atomic_write
+from aecli.models import Autoencoder
+from aecli.reporting import report
+from aecli.reporting.csv_files import read_columns
 from aecli.run_files import CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, find_checkpoint, load_model
-from aecli.train import evaluate, evaluating, resolve_device
+from aecli.summary import Status
+from aecli.training.loop import evaluate, evaluating, model_loss, resolve_device
 
 __all__ = ["Metrics", "Run", "Sweep", "SweepJob", "load_run", "load_sweep", "run"]
 
@@ -99,7 +102,7 @@ class Run:
     config: DictConfig = field(repr=False)  # the resolved config the run trained with
     metrics: Metrics = field(repr=False)  # metrics.csv: name -> one value per epoch
     summary: dict[str, Any] = field(repr=False)  # summary.json
-    model: MLPAutoencoder = field(repr=False)  # the trained model, in eval mode
+    model: Autoencoder = field(repr=False)  # the trained model, in eval mode
     _data: Optional[Dataset] = field(default=None, repr=False)
 
     def __repr__(self) -> str:
@@ -129,23 +132,33 @@ class Run:
 
     def reconstruct(self, x: Array) -> Array:
         """decode(encode(x)), in one call."""
-        model = self.model
-        return self._apply(lambda t: model.decode(model.encode(t)), x)
+        return self._apply(self.model.reconstruct, x)
 
     def data(self) -> Dataset:
         """The run's data set, rebuilt from its config (the same seeded split); built once, then kept.
         `.train` and `.val` are float32 CPU tensors; `.val` is what the logged validation loss used."""
         if self._data is None:
-            from aecli.pipeline import build  # a missing data file: ConfigError, one sentence
+            from aecli.data import DataSpec
+            from aecli.plugins import build_spec
 
-            self._data = build(self.config.dataset)
+            self._data = build_spec(self.config.dataset, "dataset", DataSpec).build()  # a missing file: one sentence
         return self._data
 
     def val_loss(self) -> float:
         """The validation loss of the loaded model, recomputed on `data().val` the way training logs
-        it (aecli.train.evaluate: per-sample `trainer.loss`, eval mode); for a completed run from
-        last.pt it equals summary["final_val_loss"]."""
-        return evaluate(self.model, self.data().val.to(self.device, self.dtype), self.config.trainer.loss)
+        it (aecli.training.loop.evaluate: the model's loss terms per sample, in eval mode); for a
+        completed run from last.pt it equals summary["final_val_loss"]."""
+        from aecli.training.regularizers import build_regularizers
+
+        regularizers = build_regularizers(self.config.regularizer)
+        for regularizer in regularizers:
+            regularizer.attach(self.model)
+        try:
+            terms = evaluate(self.model, self.data().val.to(self.device, self.dtype), regularizers)
+        finally:
+            for regularizer in regularizers:
+                regularizer.detach()
+        return model_loss(terms, regularizers)
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], x: Array) -> Array:
         t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
@@ -209,12 +222,12 @@ class SweepJob:
     @property
     def ok(self) -> bool:
         """True when the job completed; a failed, diverged, interrupted, missing or unreadable job is False."""
-        return self.status == "completed"
+        return self.status == Status.completed
 
     @property
     def problem(self) -> Optional[str]:
         """Why the job is "unreadable" (a corrupt summary.json or .hydra file, one line), else None."""
-        return str(self.summary.get("error")) if self.status == "unreadable" else None
+        return str(self.summary.get("error")) if self.status == Status.unreadable else None
 
     def load(self, device: Union[str, torch.device] = "cpu", checkpoint: str = "last") -> Run:
         """This job's Run (see load_run); ValueError when the job never wrote a checkpoint."""
@@ -256,7 +269,7 @@ class Sweep:
 
     def best(self, metric: str = "final_val_loss", descending: bool = False) -> SweepJob:
         """The completed job with the lowest (or highest) `metric`: a summary field or an analysis
-        metric, as the sweep report sorts (aecli.report.sort_jobs)."""
+        metric, as the sweep report sorts (aecli.reporting.report.sort_jobs)."""
         rows = [{"summary": j.summary, "job": j} for j in self.completed]
         ranked = [
             r
@@ -303,7 +316,8 @@ def run(
     from hydra.errors import HydraException
 
     from aecli.config import compose
-    from aecli.pipeline import run as run_pipeline
+    from aecli.folders import prepare_run_folder, unlock_folder
+    from aecli.validation import validate
 
     overrides = list(overrides)
     try:
@@ -323,16 +337,31 @@ def run(
         if output_dir is not None and Path(output_dir).resolve() != run_dir.resolve():
             raise ConfigError(f"resume={cfg.resume!r} continues the run in its own folder; leave output_dir unset")
         cfg = resumed_config(str(run_dir), overrides)
+        prepare_run_folder(run_dir, resuming=True, key="resume")
         record = run_dir / ".hydra" / "resume"  # the original run's .hydra/ stays as it was
     else:
+        validate(cfg)  # a bad value is one sentence before any folder is made
         run_dir = Path(output_dir) if output_dir is not None else default_dir
+        prepare_run_folder(run_dir, key="output_dir")  # refused if it holds anything; locked for this process
         record = run_dir / ".hydra"
-    record.mkdir(parents=True, exist_ok=True)
-    (record / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    (record / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    try:
+        return _run_in(run_dir, record, cfg, overrides, device)
+    finally:
+        unlock_folder(run_dir)
 
+
+def _run_in(
+    run_dir: Path, record: Path, cfg: DictConfig, overrides: list[str], device: Union[str, torch.device, None]
+) -> Run:
+    """The pipeline in a prepared folder, with the CLI's .hydra record and aecli.log."""
+    from aecli.pipeline import run as run_pipeline
+    from aecli.run_files import RunLogHandler
+
+    record.mkdir(parents=True, exist_ok=True)
+    atomic_write(record / "config.yaml", lambda f: f.write(OmegaConf.to_yaml(cfg).encode()))
+    atomic_write(record / "overrides.yaml", lambda f: f.write(OmegaConf.to_yaml(OmegaConf.create(overrides)).encode()))
     log = logging.getLogger("aecli")
-    handler = logging.FileHandler(run_dir / "aecli.log")
+    handler = RunLogHandler(str(run_dir / "aecli.log"))
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     old_level, threads = log.level, torch.get_num_threads()
     log.addHandler(handler)
@@ -345,4 +374,4 @@ def run(
         handler.close()
         log.setLevel(old_level)
         torch.set_num_threads(threads)
-    return load_run(run_dir, device if device is not None else summary.get("device", "cpu"))
+    return load_run(run_dir, device if device is not None else summary.device or "cpu")

@@ -7,7 +7,7 @@
 Every side trains the same model (same initial weights), on the same data, with the same
 optimizer and the same batch order for the same number of steps; only the loop differs:
 
-  aecli       aecli.train.fit with what a run adds: per-epoch validation, metrics.csv rows,
+  aecli       aecli.training.loop.fit with what a run adds: per-epoch validation, metrics.csv rows,
               periodic checkpoints and the progress bar as `aecli` configures them
   bare        a hand-written loop that shuffles once per epoch and slices the shuffled
               tensor: the fastest honest baseline
@@ -38,17 +38,18 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from aecli.config import TrainerConfig
-from aecli.models import MLPAutoencoder
-from aecli.optim import make_optimizer
-from aecli.regularizers import Regularizer
+from aecli.models import Loss, MLPAutoencoder
 from aecli.run_files import RunFiles
-from aecli.train import EpochRecord, TrainState, fit
+from aecli.training.loop import Training, fit
+from aecli.training.optim import make_optimizer
+from aecli.training.state import EpochRecord
 
 
 @dataclass
@@ -139,7 +140,7 @@ def make_problem(w: Workload, device: torch.device, steps_scale: float, fused: b
     per_epoch = w.n // w.batch_size if w.drop_last else -(-w.n // w.batch_size)
     epochs = max(1, round(w.steps * steps_scale / per_epoch))
     torch.manual_seed(0)
-    model = MLPAutoencoder(w.input_dim, w.hidden, w.latent).to(device)
+    model = MLPAutoencoder(w.input_dim, w.hidden, w.latent, loss=cast(Loss, w.loss)).to(device)
     return Problem(w, data, data[: min(len(data), 1000)], model, epochs, per_epoch, fused)
 
 
@@ -150,49 +151,36 @@ def sync(device: torch.device) -> None:
 
 # ----------------------------------------------------------------------------- the sides
 def run_aecli(p: Problem, device: torch.device, compile: bool = False) -> tuple[int, torch.nn.Module]:
-    """aecli's loop with a run's bookkeeping: metrics rows, a checkpoint every 10 epochs, progress bar.
-    compile: as trainer.compile=true, compilation time included."""
-    from tqdm.auto import tqdm
+    """aecli's loop with a run's per-epoch callbacks: metrics rows, a checkpoint every 10 epochs,
+    progress bar. compile: as trainer.compile=true, compilation time included."""
+    from aecli.reporting.trackers import Trackers
+    from aecli.training import callbacks as cb
 
     w, model = p.workload, p.fresh_model()
     optimizer = p.optimizer(model)
     if compile:
         # compiled callables shadow the methods on the instance, as trainer.compile=true does
         model.encode, model.decode = torch.compile(model.encode), torch.compile(model.decode)  # type: ignore[method-assign]
-    cfg = TrainerConfig(epochs=p.epochs, batch_size=w.batch_size, drop_last=w.drop_last, loss=w.loss)
+    cfg = OmegaConf.structured(
+        TrainerConfig(epochs=p.epochs, batch_size=w.batch_size, drop_last=w.drop_last, loss=w.loss)
+    )
+    training = Training(model, optimizer, None, [], torch.Generator().manual_seed(1), [])
     with tempfile.TemporaryDirectory() as tmp:
         files = RunFiles(Path(tmp), "bench: true\n")
-        bar = tqdm(total=p.epochs, disable=None, leave=False)
-        history: list[EpochRecord] = []
-
-        def on_epoch(record: EpochRecord, state: TrainState) -> None:  # `fit` has appended `record` to history
-            files.append_metrics(record)
-            if record.epoch % cfg.checkpoint_every == 0 or record.epoch == p.epochs:
-                files.save_checkpoint(model, optimizer, None, history, state)
-            if record.epoch > 0:
-                bar.update(1)
-
-        result = fit(
-            model,
-            p.data,
-            p.val,
-            optimizer,
-            None,
-            Regularizer(),
-            cfg,
-            torch.Generator().manual_seed(1),
-            on_epoch=on_epoch,
-            history=history,
-        )
-        bar.close()
+        handles = cb.RunHandles(files, Trackers({}), training, cfg, "bench")
+        # what the loop has always been measured with: metrics rows, checkpoints, the progress bar
+        callbacks = [cb.MetricsFile(), cb.Checkpoints(cfg.checkpoint_every), cb.ProgressBar()]
+        for callback in callbacks:
+            callback.setup(handles)
+        result = fit(training, p.data, p.val, cfg, callbacks)
         files.close()
     if compile:
         del model.encode, model.decode
     return result.steps, model
 
 
-def batch_loss(model: torch.nn.Module, x: torch.Tensor, kind: str) -> torch.Tensor:
-    return F.mse_loss(model(x), x, reduction="mean" if kind == "mse" else "sum")
+def batch_loss(model: MLPAutoencoder, x: torch.Tensor, kind: str) -> torch.Tensor:
+    return F.mse_loss(model.reconstruct(x), x, reduction="mean" if kind == "mse" else "sum")
 
 
 def run_bare(p: Problem, device: torch.device) -> tuple[int, torch.nn.Module]:
@@ -342,11 +330,11 @@ def figure_time(repeats: int) -> float:
     """Seconds to draw every figure of a default 2-D run (loss curve, latent, reconstruction, 500x500 error map)."""
     from aecli.analyses import RunContext
     from aecli.config import compose
-    from aecli.data import polynomial_curve
-    from aecli.pipeline import draw_figures
+    from aecli.data import PolynomialCurve
+    from aecli.pipeline import draw_figures, run_analyses
 
     cfg = compose(["trainer.epochs=1"])
-    data = polynomial_curve(seed=0, grid_extent=[-2, 2, -2, 2])
+    data = PolynomialCurve(seed=0, grid_extent=[-2, 2, -2, 2]).build()
     model = MLPAutoencoder(2, [], 3, latent_activation="tanh")
     history = [EpochRecord(e, 1.0 / (e + 1), 1.0 / (e + 1), 1e-3, float(e)) for e in range(61)]
     times = []
@@ -368,8 +356,22 @@ def figure_time(repeats: int) -> float:
         for _ in range(repeats):
             start = time.perf_counter()
             draw_figures(ctx)
+            run_analyses(ctx)  # the default run's one analysis: the error map
             times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def print_workload(name: str, results: dict[str, dict[str, float]]) -> None:
+    """One workload's rows of the table, and its ratios against the targets."""
+    base = results["aecli"]["steps_per_s"] if "aecli" in results else None
+    for side, r in results.items():
+        ratio = f"{r['steps_per_s'] / base:7.2f}" if base else "      -"
+        print(f"{name:<14} {side:<11} {r['steps_per_s']:>10.0f} {ratio} {r['peak_mb']:>9.0f}")
+    if base and "bare" in results:
+        lightning = results.get("lightning")
+        versus = f", aecli/lightning = {base / lightning['steps_per_s']:.2f} (target >= 3)" if lightning else ""
+        print(f"{'':<14} aecli/bare = {base / results['bare']['steps_per_s']:.3f} (target >= 0.9){versus}")
+    print()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -411,22 +413,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     header = f"{'workload':<14} {'side':<11} {'steps/s':>10} {'ratio':>7} {'peak MB':>9}"
     print(header + "\n" + "-" * len(header))
     for name in args.workloads:
-        w = WORKLOADS[name]
-        results = bench_workload(w, sides, device, args.repeats, args.steps_scale, not args.default_adam)
-        base = results["aecli"]["steps_per_s"] if "aecli" in results else None
-        for side, r in results.items():
-            ratio = f"{r['steps_per_s'] / base:7.2f}" if base else "      -"
-            print(f"{name:<14} {side:<11} {r['steps_per_s']:>10.0f} {ratio} {r['peak_mb']:>9.0f}")
-        if base and "bare" in results:
-            print(
-                f"{'':<14} aecli/bare = {base / results['bare']['steps_per_s']:.3f} (target >= 0.9)"
-                + (
-                    f", aecli/lightning = {base / results['lightning']['steps_per_s']:.2f} (target >= 3)"
-                    if "lightning" in results
-                    else ""
-                )
-            )
-        print()
+        results = bench_workload(WORKLOADS[name], sides, device, args.repeats, args.steps_scale, not args.default_adam)
+        print_workload(name, results)
     if not args.no_process:
         aecli = str(Path(sys.executable).with_name("aecli"))
         with tempfile.TemporaryDirectory() as tmp:

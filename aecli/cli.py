@@ -10,14 +10,17 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import cast
 
 import hydra
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
 from aecli import signals
-from aecli.config import ConfigError, check_overrides, config_options, register_schemas
-from aecli.errors import fail, first_line, full_error
+from aecli.config import config_options, register_schemas
+from aecli.errors import ConfigError, fail, first_line, full_error, say
+from aecli.overrides import check_overrides
+from aecli.summary import RunSummary, Status
 
 register_schemas()
 log = logging.getLogger("aecli")
@@ -51,43 +54,42 @@ def _app(cfg: DictConfig) -> float:
                 cfg = resumed_config(cfg.resume, list(hc.overrides.task))
             summary = run(cfg, output_dir)
         except ConfigError as err:  # a bad value: one sentence, exit status 2
-            if not in_sweep:
-                fail(err)
-            print(f"aecli: error: {first_line(err)}", file=sys.stderr)
-            return math.nan
+            return job_error(err, err, in_sweep, status=2)
         except OSError as err:  # the disk: full, read-only, gone; one sentence, the run folder as far as it got
-            if full_error():
-                raise
             where = f" {err.filename}" if err.filename else ""
-            print(f"aecli: error: cannot write{where}: {err.strerror or first_line(err)}", file=sys.stderr)
-            if in_sweep:
-                return math.nan
-            sys.exit(1)
-        except Exception as err:
+            return job_error(err, f"cannot write{where}: {err.strerror or first_line(err)}", in_sweep, status=1)
+        except Exception as err:  # a bug: its traceback, except in a sweep, which goes on with its other jobs
             if not in_sweep or full_error():
                 raise
             log.exception("job failed: %s", output_dir)
-            print(f"aecli: job failed ({type(err).__name__}: {first_line(err)}); see {output_dir}", file=sys.stderr)
-            return math.nan
-    if summary["status"] != "completed":
-        # The run folder holds everything up to the stop; say so and exit non-zero.
-        where = (
-            f"during {summary['phase']}"
-            if summary["status"] == "interrupted"
-            else f"after epoch {summary.get('epochs')}"
-        )
-        print(f"aecli: run {summary['status']} {where}; see {output_dir}", file=sys.stderr)
+            return job_error(err, f"job failed ({type(err).__name__}: {first_line(err)}); see {output_dir}", True)
+    if not summary.ok:  # the run folder holds everything up to the stop; say so and exit non-zero
+        interrupted = summary.status == Status.interrupted
+        where = f"during {summary.phase}" if interrupted else f"after epoch {summary.epochs}"
+        print(f"aecli: run {summary.status} {where}; see {output_dir}", file=sys.stderr)
         if in_sweep:
             return math.nan
-        sys.exit(130 if summary["status"] == "interrupted" else 1)
-    return float(summary["final_val_loss"])  # what a sweeper (e.g. Optuna) minimises
+        sys.exit(130 if interrupted else 1)
+    return float(cast(float, summary.final_val_loss))  # what a sweeper (e.g. Optuna) minimises
+
+
+def job_error(err: BaseException, message: object, in_sweep: bool, status: int = 1) -> float:
+    """One sentence: a single run then exits with `status`; a sweep's job returns NaN to the sweeper,
+    so the other jobs and the report still run. HYDRA_FULL_ERROR=1 shows the traceback instead."""
+    if full_error():
+        raise err
+    say(message)
+    if not in_sweep:
+        sys.exit(status)
+    return math.nan
 
 
 def not_started(job_dir: Path) -> float:
     """A job of a stopped sweep: its folder (Hydra made it) says it never started; NaN to the sweeper."""
     from aecli.run_files import write_summary
 
-    write_summary(job_dir, {"status": "not_started", "error": f"the sweep was stopped ({signals.reason()})"})
+    summary = RunSummary(Status.not_started, error=f"the sweep was stopped ({signals.reason()})")
+    write_summary(job_dir, summary.as_dict())
     return math.nan
 
 
@@ -137,12 +139,12 @@ def command(args: list[str]) -> None:
         ours = f"{ConfigError.__name__} raised while resolving"  # e.g. from the resume= resolver
         fail(ConfigError(message.split(": ", 1)[1] if ours in message else message))
     except KeyboardInterrupt:  # a second signal: the run or job wrote its summary on the way out
-        from aecli.callbacks import report_stopped_sweep
+        from aecli.hydra_hooks import report_stopped_sweep
 
         report_stopped_sweep()
         print("aecli: stopped", file=sys.stderr)
         sys.exit(130)
-    from aecli.callbacks import last_sweep  # set by the sweep report after a multirun
+    from aecli.hydra_hooks import last_sweep  # set by the sweep report after a multirun
 
     if last_sweep["dir"] is not None and signals.requested():
         print(

@@ -38,7 +38,7 @@ from typing import Any, Optional, cast
 from omegaconf import DictConfig, OmegaConf
 
 from aecli.config import config_options
-from aecli.report import flatten
+from aecli.reporting.report import flatten
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -50,12 +50,16 @@ COMMAND = "python -m aecli.docs"
 # What each group is for: prose the YAML files cannot hold (their options and values are generated).
 GROUP_NOTES = {
     "dataset": "The data and its seeded train/validation split (`train_fraction` 1: train on everything and "
-    "validate on the same points).",
-    "model": "The autoencoder. Every option is a preset of the one general MLP, `mlp` (aecli/models.py).",
+    "validate on the same points); each option names its data set's spec class in aecli/data/ by `_target_`.",
+    "model": "The autoencoder: a model family (its spec class in aecli/models/, named by `_target_`) or one of "
+    "the studies' presets of the MLP.",
     "optimizer": "`lr_decay`: an exponential schedule, gamma per epoch; `fused`: torch's fused kernel of the "
     "same algorithm (else foreach).",
-    "regularizer": "Terms that add up, each off at 0, so any mix can be set: "
-    "`regularizer=denoising regularizer.weight_l2=1e-4`.",
+    "regularizer": "Terms that add up (`weight_l2`, `activation_l1`, `activation_l2`, `mask_rate`), each off at 0 "
+    "unless an option or a value switches it on, so any mix can be set or chosen: "
+    "`regularizer=denoising regularizer.weight_l2=1e-4`, `regularizer=[denoising,weight_l2]`.",
+    "transfer": "Starting from another run's decoder (see the `rectangle_frozen_decoder` study).",
+    "callbacks": "The per-epoch work, in order; drop one with e.g. `~callbacks.progress`.",
     "trainer": "The training loop (`loss`: `mse` mean / `sse` sum per sample; `device`: `auto`, `cpu`, `cuda`, `mps`).",
     "logger": "Experiment trackers; any number at once: `logger=[csv,tensorboard,mlflow]`.",
     "experiment": "A whole study comparison in one file (see [Studies](#studies)).",

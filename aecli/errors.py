@@ -25,11 +25,16 @@ def fail(err: BaseException | str, status: int = 2) -> NoReturn:
     """Print `aecli: error: <first line>` and exit with `status`; re-raise under HYDRA_FULL_ERROR=1."""
     if full_error() and isinstance(err, BaseException):
         raise err
-    print(f"aecli: error: {first_line(err)}", file=sys.stderr)
+    say(err)
     sys.exit(status)
 
 
-def first_line(err: BaseException | str) -> str:
+def say(err: object) -> None:
+    """`aecli: error: <first line>` on stderr: the one way aecli reports an error."""
+    print(f"aecli: error: {first_line(err)}", file=sys.stderr)
+
+
+def first_line(err: object) -> str:
     """An error's message, or its type when it has none, on one line."""
     text = str(err).strip()
     if isinstance(err, BaseException) and not text:

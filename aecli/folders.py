@@ -149,3 +149,14 @@ def locked(folder: Path) -> Iterator[None]:
         yield
     finally:
         unlock_folder(folder)
+
+
+def is_plain_file_name(name: Any) -> bool:
+    """A file name with no folder part: what a config value may name inside the run folder."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+    )

@@ -15,16 +15,17 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
-from aecli.config import ConfigError
-from aecli.folders import atomic_write, open_append  # noqa: F401  (atomic_write: re-exported)
-from aecli.models import MLPAutoencoder
-from aecli.train import EpochRecord, TrainState
+from aecli.data.base import DataShape
+from aecli.errors import ConfigError
+from aecli.folders import atomic_write, open_append
+from aecli.models import Autoencoder
+from aecli.training.state import EpochRecord, TrainState
 
 METRICS_FILE = "metrics.csv"
 STEPS_FILE = "steps.csv"
@@ -53,14 +54,11 @@ class RunFiles:
         self.config_yaml = config_yaml
         (self.dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
         atomic_write(self.dir / CONFIG_FILE, lambda f: f.write(config_yaml.encode()))
-        names = [f.name for f in fields(EpochRecord)]
-        start = io.StringIO()  # the header and the rows so far, written as append_metrics writes rows
-        start_csv = csv.DictWriter(start, fieldnames=names, lineterminator="\n")
-        start_csv.writeheader()
-        start_csv.writerows(asdict(r) for r in history)
-        atomic_write(self.dir / METRICS_FILE, lambda f: f.write(start.getvalue().encode()))
-        self._metrics = open_append(self.dir / METRICS_FILE)
-        self._csv = csv.DictWriter(self._metrics, fieldnames=names, lineterminator="\n")
+        self._best_written: Optional[int] = None  # the epoch best.pt holds, as this process wrote it
+        self._metrics: Optional[TextIO] = None  # metrics.csv, opened with its header by the first row
+        self._csv: Optional[csv.DictWriter[str]] = None
+        if history:  # a resumed run: the rows its checkpoint had seen, nothing written after it
+            self._start_metrics([r.row() for r in history])
         self._steps: Optional[Any] = None  # steps.csv, opened on the first row
         self._n_steps = 0
         if steps_from is not None and (steps_from / STEPS_FILE).is_file() and history:
@@ -70,7 +68,7 @@ class RunFiles:
         """steps.csv of the resumed run: the source's rows up to the checkpoint's epoch, numbered
         1, 2, 3, ... without a gap, so the rows the resumed run appends continue them; a torn or
         garbled row is left out with a warning (aecli.csv_files.steps_through)."""
-        from aecli.csv_files import steps_through
+        from aecli.reporting.csv_files import steps_through
 
         kept = 0
 
@@ -93,9 +91,22 @@ class RunFiles:
     def best_checkpoint(self) -> Path:
         return self.dir / CHECKPOINT_DIR / BEST_CHECKPOINT
 
+    def _start_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """metrics.csv from scratch: the header (the five columns, then the run's loss terms) and `rows`."""
+        start = io.StringIO()
+        writer = csv.DictWriter(start, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(self.dir / METRICS_FILE, lambda f: f.write(start.getvalue().encode()))
+        self._metrics = open_append(self.dir / METRICS_FILE)
+        self._csv = csv.DictWriter(self._metrics, fieldnames=list(rows[0]), lineterminator="\n")
+
     def append_metrics(self, record: EpochRecord) -> None:
         with naming(self.dir / METRICS_FILE):
-            self._csv.writerow(asdict(record))
+            if self._csv is None or self._metrics is None:
+                self._start_metrics([record.row()])
+                return
+            self._csv.writerow(record.row())
             self._metrics.flush()
 
     def append_step_losses(self, epoch: int, losses: torch.Tensor) -> None:
@@ -129,27 +140,31 @@ class RunFiles:
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "epoch": history[-1].epoch if history else 0,
-            "metrics": [asdict(r) for r in history],
+            "metrics": [r.row() for r in history],
             "config_yaml": self.config_yaml,
+            "data_shape": data_shape(model),
             "train_state": train_state.to_dict() if train_state is not None else None,
             "best": best,
         }
         atomic_write(self.last_checkpoint, lambda f: f.write(serialized(state)))
-        if best is not None:
+        if best is not None and best["epoch"] != self._best_written:  # unchanged since the last write: kept
             best_state = {
                 "model": best["model"],
                 "epoch": best["epoch"],
                 "val_loss": best["val_loss"],
                 "metrics": state["metrics"][: best["epoch"] + 1],
                 "config_yaml": self.config_yaml,
+                "data_shape": data_shape(model),
             }
             atomic_write(self.best_checkpoint, lambda f: f.write(serialized(best_state)))
+            self._best_written = best["epoch"]
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_summary(self.dir, summary)
 
     def close(self) -> None:
-        self._metrics.close()
+        if self._metrics is not None:
+            self._metrics.close()
         if self._steps is not None:
             self._steps.close()
 
@@ -163,6 +178,14 @@ def naming(path: Path) -> Iterator[None]:
         if err.filename:
             raise
         raise OSError(err.errno, err.strerror, str(path)) from err
+
+
+def data_shape(model: torch.nn.Module) -> Optional[dict[str, Any]]:
+    """The data shape a model was built for, as a checkpoint stores it."""
+    shape = getattr(model, "data_shape", None)
+    if shape is None:
+        return None
+    return {"dim": shape.dim, "image_shape": None if shape.image_shape is None else list(shape.image_shape)}
 
 
 def serialized(state: dict[str, Any]) -> bytes:
@@ -229,39 +252,61 @@ def find_checkpoint(path: str | Path) -> Path:
     return candidate
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MLPAutoencoder, Any]:
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Autoencoder, Any]:
     """The model saved in a checkpoint (or a run folder's last.pt), in eval mode, and its run's config.
 
-    The model is built first on the meta device, which allocates nothing, and its layer shapes are
-    compared with the saved weights: a config asking for huge layers is refused before it costs memory."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    from aecli.config import MLPAutoencoderConfig
+    The model is rebuilt from its config's model spec (only aecli's own or a user's registered
+    ModelSpec: load_checkpoint has checked the targets) for the data shape the checkpoint records,
+    first on the meta device, which allocates nothing, and its layer shapes are compared with the
+    saved weights: a config asking for huge layers is refused before it costs memory."""
+    from aecli.models import ModelSpec, build_model
+    from aecli.plugins import build_spec, spec_class
 
     checkpoint = find_checkpoint(path)
     ckpt = load_checkpoint(checkpoint, map_location=device)
     cfg, state = ckpt["config"], ckpt["model"]
-    weights = [v for k, v in state.items() if k.startswith("encoder") and k.endswith("weight") and v.ndim == 2]
-    if not weights or not weights[0].is_floating_point():
-        raise CheckpointError(f"{checkpoint} holds no encoder weight matrix, so no model can be rebuilt from it")
-    container = OmegaConf.to_container(cfg)
-    model_cfg = container.get("model") if isinstance(container, dict) else None
-    if not isinstance(model_cfg, dict) or model_cfg.get("_target_") != MLPAutoencoderConfig._target_:
-        raise CheckpointError(f"{checkpoint} holds no model config (model._target_: {MLPAutoencoderConfig._target_})")
-    input_dim, dtype = weights[0].shape[1], weights[0].dtype
+    node = cfg.get("model")
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    try:  # a ModelSpec, aecli's own or a registered one; never another spec (a data set's) in its place
+        named = isinstance(target, str) and bool(spec_class(target, "model", ModelSpec))
+    except ConfigError:
+        named = False
+    if not named:
+        raise CheckpointError(
+            f"{checkpoint} holds no model config (model._target_: a ModelSpec such as aecli.models.mlp.MLPSpec)"
+        )
+    shape = saved_shape(ckpt, checkpoint)
+    dtype = next(iter(state.values())).dtype
     try:
+        spec = build_spec(cfg.get("model"), "model", ModelSpec)
+        loss = OmegaConf.select(cfg, "trainer.loss", default="mse")
         with torch.device("meta"):
-            shapes = {k: tuple(v.shape) for k, v in instantiate(cfg.model, input_dim=input_dim).state_dict().items()}
+            shapes = {k: tuple(v.shape) for k, v in build_model(spec, shape, loss).state_dict().items()}
         if shapes != {k: tuple(v.shape) for k, v in state.items()}:
             raise ValueError("its weights do not have the layers its config describes")
-        model = instantiate(cfg.model, input_dim=input_dim)
+        model = build_model(spec, shape, loss)
         model.load_state_dict(state)
     except Exception as err:  # a bad value in the config, or weights of another model
         raise CheckpointError(
             f"{checkpoint} holds a model aecli cannot rebuild ({' '.join(str(err).split())[:200]})"
         ) from None
     return model.to(device=device, dtype=dtype).eval(), cfg
+
+
+def saved_shape(ckpt: dict[str, Any], checkpoint: Path) -> DataShape:
+    """The data shape a checkpoint's model was built for (`data_shape`; else, for an MLP, the width of
+    its first encoder weight matrix)."""
+    saved = ckpt.get("data_shape")
+    if isinstance(saved, dict) and isinstance(saved.get("dim"), int) and saved["dim"] >= 1:
+        image = saved.get("image_shape")
+        if image is None or (
+            isinstance(image, (list, tuple)) and len(image) == 2 and all(isinstance(v, int) for v in image)
+        ):
+            return DataShape(saved["dim"], None if image is None else (int(image[0]), int(image[1])))
+    weights = [v for k, v in ckpt["model"].items() if k.startswith("encoder") and k.endswith("weight") and v.ndim == 2]
+    if not weights or not weights[0].is_floating_point():
+        raise CheckpointError(f"{checkpoint} records no data shape and holds no encoder weight matrix to read one from")
+    return DataShape(int(weights[0].shape[1]))
 
 
 def confined(run_dir: str | Path, name: str | os.PathLike[str], key: str = "file") -> Path:
@@ -282,3 +327,13 @@ class RunLogHandler(logging.FileHandler):
 
     def _open(self) -> TextIO:  # type: ignore[override]
         return open_append(Path(self.baseFilename))
+
+
+def read_status(run_dir: Path) -> Optional[str]:
+    """The status in a run folder's summary.json, or None when it has none (yet) or it is unreadable."""
+    summary = Path(run_dir) / SUMMARY_FILE
+    try:
+        status = json.loads(summary.read_text()).get("status") if summary.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status if isinstance(status, str) else None

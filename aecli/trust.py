@@ -23,6 +23,7 @@ import functools
 import importlib.util
 import os
 import pkgutil
+import re
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,7 +47,7 @@ MAX_CHECKPOINT_BYTES = 4 << 30  # 4 GiB
 
 def refuse(message: str) -> NoReturn:
     """Raise CheckpointError(message). Imported here, not at the top: aecli.run_files imports torch,
-    and readers of .hydra/*.yaml (aecli.report) should not need it to read a file that is fine."""
+    and readers of .hydra/*.yaml (aecli.reporting.report) should not need it to read a file that is fine."""
     from aecli.run_files import CheckpointError
 
     raise CheckpointError(message)
@@ -173,21 +174,23 @@ def _check_tree(node: Any, origin: str, resolved: bool, path: str = "") -> None:
 def _check_target(target: Any, origin: str, path: str) -> None:
     if not (isinstance(target, str) and target in aecli_targets()):
         refuse(
-            f"{origin} sets {path}={_short(target)}, which is not one of aecli's own targets (its datasets, "
-            f"models, regularizer, trackers and study analyses), so it is not built: building it would run that code"
+            f"{origin} sets {path}={_short(target)}, which is not one of aecli's own targets (its data sets, "
+            f"models, callbacks, trackers and analyses), so it is not built: building it would run that code"
         )
 
 
 @functools.cache
 def aecli_targets() -> frozenset[str]:
-    """What a config from a file may build: the `_target_` of every schema `register_schemas` puts in
-    Hydra's ConfigStore (datasets, model, regularizer, loggers), and the study analyses, the public
-    functions of the aecli.analyses modules whose first parameter is `ctx`. Nothing else: not
-    builtins, not os, not aecli's other functions."""
+    """What a config from a file may build: every `_target_` aecli's own shipped configs name (conf/:
+    the data sets' and models' specs, the callbacks, the error map; not Hydra's callbacks), the
+    `_target_` of every schema `register_schemas` puts in Hydra's ConfigStore (the trackers), and the
+    study analyses, the public functions of the aecli.analyses modules whose first parameter is `ctx`.
+    Nothing else: not builtins, not os, not aecli's other functions. Read from files and sources:
+    deciding imports nothing."""
     from hydra.core.config_store import ConfigStore
 
     register_schemas()
-    found = set(_analysis_functions())
+    found = set(_analysis_functions()) | set(_shipped_targets())
     for group in ConfigStore.instance().repo["schema"].values():
         for entry in group.values():
             if "_target_" in entry.node and not OmegaConf.is_missing(entry.node, "_target_"):
@@ -195,10 +198,44 @@ def aecli_targets() -> frozenset[str]:
     return frozenset(found)
 
 
+def _shipped_targets() -> list[str]:
+    """The `_target_` values that name aecli in aecli's own YAML files (conf/, shipped as aecli.conf), but
+    not in Hydra's own settings (conf/hydra/, the `hydra:` node): Hydra's callbacks are never part of a
+    run's config, so a saved config that names one is not aecli's."""
+    from importlib.resources import files
+    from importlib.resources.abc import Traversable
+
+    found: list[str] = []
+
+    def targets(node: Any) -> None:
+        if isinstance(node, dict):
+            target = node.get("_target_")
+            if isinstance(target, str) and re.fullmatch(r"aecli(\.\w+)+", target):
+                found.append(target)
+            for value in node.values():
+                targets(value)
+        elif isinstance(node, list):
+            for value in node:
+                targets(value)
+
+    def walk(folder: Traversable) -> None:
+        for entry in folder.iterdir():
+            if entry.is_dir() and entry.name != "hydra":
+                walk(entry)
+            elif entry.name.endswith(".yaml"):
+                config = yaml.safe_load(entry.read_text(encoding="utf-8"))
+                if isinstance(config, dict):
+                    config.pop("hydra", None)  # the root config's and experiments' Hydra settings
+                targets(config)
+
+    walk(files("aecli.conf"))
+    return found
+
+
 def _analysis_functions() -> list[str]:
     """`aecli.analyses.<module>.<function>` for each public top-level `def f(ctx, ...)` of the package's
     modules, read from their source: deciding what is trusted imports nothing (the analyses pull in
-    torch and matplotlib, which aecli.report does not need)."""
+    torch and matplotlib, which aecli.reporting.report does not need)."""
     spec = importlib.util.find_spec("aecli.analyses")
     folders = list(spec.submodule_search_locations or []) if spec else []
     names = []
@@ -276,10 +313,10 @@ def _checkpoint_layout() -> dict[str, tuple[Callable[[Any], bool], str]]:
 
     import torch
 
-    from aecli.train import EpochRecord, TrainState
+    from aecli.training.state import RECORD_FIELDS, TrainState
 
-    columns = {f.name for f in fields(EpochRecord)}
-    state_keys = {f.name for f in fields(TrainState)}
+    columns = set(RECORD_FIELDS)
+    state_keys = {f.name for f in fields(TrainState)} - {"terms"}  # terms: mid-epoch states only
 
     def count(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= 0
@@ -294,9 +331,13 @@ def _checkpoint_layout() -> dict[str, tuple[Callable[[Any], bool], str]]:
             and all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items())
         )
 
-    def rows(v: Any) -> bool:
+    def rows(v: Any) -> bool:  # the five columns, then the loss terms: train_<term>, val_<term>
         return isinstance(v, list) and all(
-            isinstance(r, dict) and set(r) == columns and all(number(x) for x in r.values()) for r in v
+            isinstance(r, dict)
+            and columns <= set(r)
+            and all(k in columns or (isinstance(k, str) and k.startswith(("train_", "val_"))) for k in r)
+            and all(number(x) for x in r.values())
+            for r in v
         )
 
     def train_state(v: Any) -> bool:

@@ -45,7 +45,7 @@ def run_in_process(tmp_path):
         run_dir = tmp_path / f"run{next(counter)}"
         run_dir.mkdir()
         cfg = compose(["trainer.progress=false", "plots.enabled=false", *overrides])
-        return run(cfg, run_dir), run_dir
+        return run(cfg, run_dir).as_dict(), run_dir
 
     return _run
 

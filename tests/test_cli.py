@@ -51,23 +51,32 @@ def test_end_to_end_run_writes_a_complete_folder(tmp_path):
 
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
-    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "lr", "seconds"}
+    # the five columns, then every loss term, train and validation (this model has one: reconstruction)
+    assert list(rows[0]) == [
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "lr",
+        "seconds",
+        "train_reconstruction",
+        "val_reconstruction",
+    ]
     assert float(rows[-1]["val_loss"]) == pytest.approx(summary["final_val_loss"], rel=1e-12)
 
     # The checkpoint loads without unpickling code, and its weights give the logged val loss.
-    from aecli.data import log_spiral
+    from aecli.data import LogSpiral
     from aecli.models import MLPAutoencoder
-    from aecli.train import evaluate
+    from aecli.training.loop import evaluate
 
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 3 and len(ckpt["metrics"]) == 4 and "optimizer" in ckpt
     cfg = OmegaConf.create(ckpt["config_yaml"])
     assert cfg.model.name == "tanh_nobias" and cfg.model.bias is False
-    data = log_spiral(**{k: v for k, v in cfg.dataset.items() if k != "_target_"})
-    model_kwargs = {k: v for k, v in cfg.model.items() if k not in ("_target_", "input_dim")}
+    data = LogSpiral(**{k: v for k, v in cfg.dataset.items() if k != "_target_"}).build()
+    model_kwargs = {k: v for k, v in cfg.model.items() if k not in ("_target_", "input_dim", "name")}
     model = MLPAutoencoder(input_dim=2, **model_kwargs)
     model.load_state_dict(ckpt["model"])
-    assert evaluate(model, data.val, "mse") == pytest.approx(summary["final_val_loss"], rel=1e-6)
+    assert evaluate(model, data.val)["reconstruction"] == pytest.approx(summary["final_val_loss"], rel=1e-6)
 
 
 def test_epochs_zero_writes_the_untrained_models_artifacts(tmp_path):
@@ -108,7 +117,7 @@ def test_help_and_info_show_groups_and_the_packaged_search_path(tmp_path):
 
 def test_help_shows_the_config_its_overrides_compose_and_reports_bad_ones(tmp_path):
     assert (
-        "\nmodel:\n  _target_: aecli.models.MLPAutoencoder\n  name: relu\n"
+        "\nmodel:\n  _target_: aecli.models.mlp.MLPSpec\n  name: relu\n"
         in run_cli("model=relu", "--help", cwd=tmp_path).stdout
     )
     bad = run_cli("model=nope", "--help", cwd=tmp_path, check=False)

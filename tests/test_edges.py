@@ -33,9 +33,9 @@ if phase == "startup":
     send()
 else:
     import aecli.pipeline as pipeline
-    import aecli.plots as plots
+    import aecli.reporting.plots as plots
     if phase == "report":  # the sweep's report, after every job
-        import aecli.report as report
+        import aecli.reporting.report as report
         build = report.build_report
         def build_and_signal(*args, **kwargs):
             send()

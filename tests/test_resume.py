@@ -16,8 +16,8 @@ import torch
 
 from aecli.config import ConfigError, compose
 from aecli.pipeline import resumed_config, run
-from aecli.regularizers import Regularizer
 from aecli.run_files import CheckpointError, atomic_write, load_checkpoint, load_model
+from aecli.training.regularizers import MaskingNoise
 from tests.conftest import read_summary, run_cli
 
 # Dropout and masking noise draw from torch's global generator, the data order from its own, and the
@@ -43,7 +43,7 @@ STEPS_PER_EPOCH = 8  # 255 training points in batches of 32
 def run_stopping_after(step: int | None, run_dir: Path, *extra: str) -> dict:
     """Run OVERRIDES in-process, sending ourselves SIGTERM during optimizer step `step` (as SLURM would)."""
     calls = {"n": 0}
-    corrupt = Regularizer.corrupt
+    corrupt = MaskingNoise.corrupt  # called once per optimizer step (OVERRIDES: regularizer=denoising)
 
     def corrupt_and_maybe_signal(self, x):
         calls["n"] += 1
@@ -51,11 +51,11 @@ def run_stopping_after(step: int | None, run_dir: Path, *extra: str) -> dict:
             signal.raise_signal(signal.SIGTERM)
         return corrupt(self, x)
 
-    Regularizer.corrupt = corrupt_and_maybe_signal
+    MaskingNoise.corrupt = corrupt_and_maybe_signal
     try:
-        return run(compose([*OVERRIDES, *extra]), run_dir)
+        return run(compose([*OVERRIDES, *extra]), run_dir).as_dict()
     finally:
-        Regularizer.corrupt = corrupt
+        MaskingNoise.corrupt = corrupt
 
 
 def outcome(run_dir: Path) -> tuple[dict, list, str, dict]:
@@ -110,10 +110,10 @@ def test_best_checkpoint_holds_the_epoch_with_the_lowest_validation_loss(tmp_pat
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert best["epoch"] == int(best_row["epoch"]) == summary["best_epoch"]
     model, cfg = load_model(tmp_path / "checkpoints" / "best.pt")
-    from aecli.train import evaluate
+    from aecli.training.loop import evaluate
 
-    data = __import__("hydra.utils", fromlist=["instantiate"]).instantiate(cfg.dataset)
-    assert evaluate(model, data.val, "mse") == pytest.approx(float(best_row["val_loss"]), rel=1e-6)
+    data = __import__("hydra.utils", fromlist=["instantiate"]).instantiate(cfg.dataset).build()
+    assert sum(evaluate(model, data.val).values()) == pytest.approx(float(best_row["val_loss"]), rel=1e-6)
 
 
 CLI_ARGS = [
@@ -129,7 +129,7 @@ CLI_ARGS = [
 def cli_reference(tmp_path_factory) -> Path:
     """CLI_ARGS run to the end without a stop (in-process: the same numbers as the command, less start-up)."""
     run_dir = tmp_path_factory.mktemp("cli_reference")
-    assert run(compose(["trainer.progress=false", *CLI_ARGS]), run_dir)["status"] == "completed"
+    assert run(compose(["trainer.progress=false", *CLI_ARGS]), run_dir).status == "completed"
     return run_dir
 
 
@@ -257,7 +257,7 @@ def test_resume_refuses_other_settings_and_a_diverged_run(tmp_path, run_in_proce
         resumed_config(str(run_dir), [])
     cfg = resumed_config(str(run_dir), ["trainer.epochs=4"])  # training further is allowed
     assert cfg.trainer.epochs == 4 and cfg.trainer.resume_from.endswith("last.pt")
-    longer = run(cfg, run_dir)
+    longer = run(cfg, run_dir).as_dict()
     assert longer["status"] == "completed" and longer["epochs"] == 4 and longer["resumed_from"]["epoch"] == 2
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]

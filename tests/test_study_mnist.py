@@ -17,13 +17,13 @@ import torch
 from conftest import N_TEST, N_TRAIN, run_cli, write_idx
 from omegaconf import OmegaConf
 
-from aecli import mnist_files, plots
 from aecli.analyses import RunContext
 from aecli.analyses import mnist as mnist_analyses
 from aecli.config import ConfigError, compose
-from aecli.data import digits, mnist
+from aecli.data import DataShape, Digits, Mnist, mnist_files
 from aecli.models import MLPAutoencoder
-from aecli.regularizers import Regularizer, masking_noise
+from aecli.reporting import plots
+from aecli.training.regularizers import WeightL2, masking_noise
 
 EXPERIMENTS = ["mnist_bottleneck", "mnist_wide", "mnist_denoising"]
 
@@ -36,7 +36,7 @@ def test_loader_reads_the_idx_files_back_exactly(tiny_mnist):
     limited = mnist_files.load(str(folder), download_missing=False, train_limit=50, test_limit=7)
     assert np.array_equal(limited.train_images, arrays["train_images"][:50])
     assert np.array_equal(limited.test_labels, arrays["test_labels"][:7])
-    data = mnist(root=str(folder), download=False)
+    data = Mnist(root=str(folder), download=False).build()
     assert data.train.shape == (N_TRAIN, 784) and data.val.shape == (N_TEST, 784)
     assert torch.equal(data.train[3], torch.from_numpy(arrays["train_images"][3].reshape(-1) / 255.0).float())
     assert data.image_shape == (28, 28) and data.val_name == "test" and data.color_label == "digit"
@@ -155,11 +155,11 @@ def test_bad_limits_are_config_errors(tiny_mnist):
 
 
 def test_digits_data():
-    data = digits(seed=3)
+    data = Digits(seed=3).build()
     assert data.train.shape == (1438, 64) and data.val.shape == (359, 64) and data.image_shape == (8, 8)
     assert float(data.train.max()) == 1.0 and float(data.train.min()) == 0.0
     assert set(np.unique(data.val_color)) == set(range(10)) and data.val_color.dtype.kind == "i"
-    assert torch.equal(digits(seed=3).val, data.val) and not torch.equal(digits(seed=4).val, data.val)
+    assert torch.equal(Digits(seed=3).build().val, data.val) and not torch.equal(Digits(seed=4).build().val, data.val)
 
 
 # ------------------------------------------------------------------ experiments
@@ -247,9 +247,9 @@ def test_weight_l2_penalty_is_gamma_times_the_sum_of_mean_squared_weights():
     with torch.no_grad():
         for i, layer in enumerate(m for m in model.modules() if isinstance(m, torch.nn.Linear)):
             layer.weight.fill_(i + 1.0)  # layers of 2x3, 1x2, 2x1, 3x2 weights: means 1, 4, 9, 16
-    reg = Regularizer(weight_l2=0.01)
+    reg = WeightL2(0.01)
     reg.attach(model)
-    penalty = reg.penalty(model, torch.zeros(1, 3), torch.zeros(1, 1))
+    penalty = reg.penalty(model)
     assert float(penalty.detach()) == pytest.approx(0.01 * (1 + 4 + 9 + 16))
 
 
@@ -257,7 +257,7 @@ def test_zero_init_zeroes_every_weight_but_not_the_biases():
     model = compose(["experiment=mnist_bottleneck"]).model
     from hydra.utils import instantiate
 
-    net = instantiate(model, input_dim=784)
+    net = instantiate(model).build(DataShape(784))
     linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(784, 64), (64, 2), (2, 64), (64, 784)]
     assert all(float(m.weight.detach().abs().max()) == 0 for m in linears)

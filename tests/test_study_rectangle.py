@@ -26,7 +26,7 @@ from aecli.analyses.rectangle import (
     rank_correlation,
 )
 from aecli.config import ConfigError, compose
-from aecli.data import rectangle
+from aecli.data import Rectangle
 from aecli.models import MLPAutoencoder
 from aecli.run_files import load_checkpoint
 
@@ -68,10 +68,10 @@ def compose_with_sweep(*overrides: str) -> tuple[OmegaConf, dict]:
         (
             "rectangle_frozen_decoder",
             {
-                "model.decoder_from": "train",
-                "model.freeze_decoder": True,
+                "transfer.decoder_from": "train",
+                "transfer.freeze_decoder": True,
                 "optimizer.lr": 0.01,
-                "source.optimizer.lr": 1e-3,
+                "transfer.source.optimizer.lr": 1e-3,
                 "trainer.batch_size": 8,
             },
             {},
@@ -139,11 +139,11 @@ def test_frozen_decoder_keeps_the_source_decoder_bit_for_bit(run_in_process):
 
 
 def test_encoder_shift_without_a_source_is_a_one_sentence_error(run_in_process):
-    with pytest.raises(ConfigError, match="model.decoder_from=None is not allowed"):
+    with pytest.raises(ConfigError, match="transfer.decoder_from=None is not allowed"):
         run_in_process(
             "experiment=rectangle_frozen_decoder",
-            "model.decoder_from=null",
-            "model.freeze_decoder=false",
+            "transfer.decoder_from=null",
+            "transfer.freeze_decoder=false",
             "trainer.epochs=0",
             "dataset.n=24",
         )
@@ -215,7 +215,7 @@ def test_encoder_shift_is_zero_everywhere_when_the_encoders_are_the_same(tmp_pat
         model,
         copy.deepcopy(model),
         copy.deepcopy(model),
-        rectangle(n=30, seed=0),
+        Rectangle(n=30, seed=0).build(),
         [],
         CPU,
         torch.float32,
@@ -230,7 +230,7 @@ def test_encoder_shift_is_zero_everywhere_when_the_encoders_are_the_same(tmp_pat
     assert m["shift_mean_far_from_curve"] == 0.0 and math.isnan(m["shift_distance_rank_correlation"])
     assert (tmp_path / "encoder_shift.png").is_file()
     ctx.source_model = None
-    with pytest.raises(ConfigError, match="model.decoder_from"):  # nothing to compare with
+    with pytest.raises(ConfigError, match="transfer.decoder_from"):  # nothing to compare with
         encoder_shift(ctx)
 
 

@@ -17,7 +17,7 @@ from aecli.analyses import RunContext
 from aecli.analyses.beta import invert_decoder, latent_inversion
 from aecli.analyses.swiss_roll import new_roll, reconstruct, rmse
 from aecli.config import ConfigError
-from aecli.data import beta_curve_grid, beta_curves, swiss_roll
+from aecli.data import BetaCurves, DataShape, SwissRoll, beta_curve_grid
 from aecli.models import MLPAutoencoder
 
 SWISS_ROLL_FIGURES = [
@@ -74,13 +74,13 @@ def test_study_models_have_the_studys_layers():
 
     from aecli.config import compose
 
-    roll = instantiate(compose(["model=swiss_roll_mlp"]).model, input_dim=3)
+    roll = instantiate(compose(["model=swiss_roll_mlp"]).model).build(DataShape(3))
     kinds = lambda seq: [type(m).__name__ for m in seq if type(m).__name__ != "Identity"]  # noqa: E731
     assert kinds(roll.encoder) == ["Linear", "ReLU", "Dropout"] * 2 + ["Linear"]
     assert kinds(roll.decoder) == ["BatchNorm1d"] + ["Linear", "ReLU", "Dropout"] * 2 + ["Linear"]
     shapes = [(m.in_features, m.out_features) for m in roll.modules() if isinstance(m, torch.nn.Linear)]
     assert shapes == [(3, 128), (128, 64), (64, 2), (2, 64), (64, 128), (128, 3)]
-    beta = instantiate(compose(["model=beta_mlp"]).model, input_dim=100)
+    beta = instantiate(compose(["model=beta_mlp"]).model).build(DataShape(100))
     shapes = [(m.in_features, m.out_features) for m in beta.modules() if isinstance(m, torch.nn.Linear)]
     assert shapes == [(100, 128), (128, 2), (2, 128), (128, 100)]
     assert sum(p.numel() for p in beta.parameters()) == 100 * 128 + 128 + 128 * 2 + 2 + 2 * 128 + 128 + 128 * 100 + 100
@@ -139,7 +139,7 @@ def test_beta_curves_runs_end_to_end_and_sweeps_batch_size(tmp_path):
 def test_beta_rows_are_scipys_logpdf_of_their_labels():
     from scipy.stats import beta as beta_dist
 
-    data = beta_curves(n=50, points=100, seed=4)
+    data = BetaCurves(n=50, points=100, seed=4).build()
     grid = beta_curve_grid(100, 0.01, 0.99)
     assert grid[0] == pytest.approx(0.01) and grid[-1] == pytest.approx(0.99)
     assert data.train.shape == (50, 100) and data.train_labels.shape == (50, 2)
@@ -207,7 +207,7 @@ def test_train_mode_differs_from_eval_mode_only_with_dropout_or_batchnorm():
 
 
 def test_swiss_roll_data_is_min_max_scaled_and_coloured_by_t():
-    data = swiss_roll(n=300, noise=0.05, seed=2)
+    data = SwissRoll(n=300, noise=0.05, seed=2).build()
     x = data.train.numpy()
     np.testing.assert_allclose(x.min(axis=0), 0.0, atol=1e-6)
     np.testing.assert_allclose(x.max(axis=0), 1.0, atol=1e-6)
@@ -251,7 +251,7 @@ def test_analyses_reject_bad_settings_with_one_sentence(tmp_path):
 def test_latent_histograms_summarise_the_code_of_every_curve(tmp_path):
     from aecli.analyses.beta import latent_histograms
 
-    data = beta_curves(n=20, points=100, seed=1)
+    data = BetaCurves(n=20, points=100, seed=1).build()
     model = MLPAutoencoder(100, [], 2, init="zeros")  # zero weights: every code is the encoder's bias
     with torch.no_grad():
         model.encoder[0].bias.copy_(torch.tensor([1.5, -2.0]))

@@ -79,7 +79,7 @@ def test_aecli_report_rebuilds_a_partial_sweep(four_job_sweep, tmp_path):
     seconds = [float(r["wall_seconds"]) for r in rows[:3]]
     assert seconds == sorted(seconds, reverse=True)
     bad = subprocess.run(
-        [sys.executable, "-m", "aecli.report", str(tmp_path / "nowhere")], capture_output=True, text=True
+        [sys.executable, "-m", "aecli.reporting.report", str(tmp_path / "nowhere")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not a sweep folder" in bad.stderr
 

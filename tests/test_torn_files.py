@@ -23,7 +23,7 @@ from conftest import read_summary, run_cli
 from omegaconf import OmegaConf
 
 import aecli
-from aecli.report import build_report
+from aecli.reporting.report import build_report
 
 SWEEP_ARGS = [
     "model=linear,tanh,relu",
@@ -137,7 +137,7 @@ def test_resume_from_a_torn_steps_csv_keeps_its_steps_consecutive(sweep, tmp_pat
 
 def test_restored_steps_stop_at_a_gap_and_at_the_checkpoint_epoch(tmp_path, caplog):
     from aecli.run_files import RunFiles
-    from aecli.train import EpochRecord
+    from aecli.training.state import EpochRecord
 
     source = tmp_path / "source"
     source.mkdir()

@@ -53,7 +53,7 @@ def test_logger_group_takes_one_or_several_trackers():
     assert list(compose(["logger=tensorboard"]).logger) == ["tensorboard"]
     cfg = compose(["logger=[csv,tensorboard,mlflow]"])
     assert cfg.logger.mlflow.tracking_uri == "sqlite:///outputs/mlflow.db"
-    assert cfg.logger.tensorboard._target_ == "aecli.trackers.TensorBoardTracker"
+    assert cfg.logger.tensorboard._target_ == "aecli.reporting.trackers.TensorBoardTracker"
     with pytest.raises(Exception, match="bogus"):  # the schema rejects unknown keys while composing
         compose(["logger=tensorboard", "logger.tensorboard.bogus=1"])
 
@@ -116,12 +116,16 @@ def test_mlflow_logs_params_metrics_and_artifacts_and_marks_failures(run_in_proc
     assert {f"figures/{p.name}" for p in run_dir.glob("*.png")} == {a for a in artifacts if a.startswith("figures/")}
     assert len(list(run_dir.glob("*.png"))) >= 4
 
-    with pytest.raises(ConfigError, match="input_dim"):  # fails after the tracker started, before training
-        run_in_process("logger=mlflow", "model.input_dim=3", *TINY)
+    empty = run_dir.parent / "no_mnist_here"
+    empty.mkdir()
+    monkeypatch.setenv("SCIKIT_LEARN_DATA", str(empty))  # no OpenML cache can stand in for the files
+    missing = ("dataset=mnist", f"dataset.root={empty}", "dataset.download=false")
+    with pytest.raises(ConfigError, match="MNIST"):  # fails after the tracker started (data phase), before training
+        run_in_process("logger=mlflow", *missing, *(o for o in TINY if not o.startswith("dataset.")))
     failed = client.search_runs(
         [experiment.experiment_id], f"tags.`aecli.run_dir` = '{run_dir.parent.resolve() / 'run1'}'"
     )
-    assert len(failed) == 1 and failed[0].info.status == "FAILED" and "input_dim" in failed[0].data.tags["aecli.error"]
+    assert len(failed) == 1 and failed[0].info.status == "FAILED" and "MNIST" in failed[0].data.tags["aecli.error"]
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
@@ -173,7 +177,7 @@ def test_a_sweep_gets_one_tensorboard_dir_and_one_mlflow_parent(mlflow_home):
 def test_a_failing_tracker_is_reported_and_the_run_goes_on(run_in_process, monkeypatch, caplog):
     """A tracker that raises is warned about, gets no more logging calls, still finishes, and is named in
     summary.json; training and the run folder are unaffected."""
-    from aecli.trackers import TensorBoardTracker
+    from aecli.reporting.trackers import TensorBoardTracker
 
     calls = []
 

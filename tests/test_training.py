@@ -11,12 +11,22 @@ from omegaconf import OmegaConf
 from sklearn.decomposition import PCA
 
 from aecli.analyses import error_grid
-from aecli.config import ConfigError, TrainerConfig
-from aecli.data import log_spiral, polynomial_curve
-from aecli.models import MLPAutoencoder
-from aecli.optim import build_optimizer
-from aecli.regularizers import NoRegularizer
-from aecli.train import evaluate, fit, resolve_device
+from aecli.config import TrainerConfig
+from aecli.data import DataShape, LogSpiral, PolynomialCurve
+from aecli.errors import ConfigError
+from aecli.models import MLPAutoencoder, ModelSpec, build_model
+from aecli.plugins import build_spec
+from aecli.training.loop import Training, evaluate, fit, resolve_device
+from aecli.training.optim import build_optimizer
+
+
+def log_spiral(**settings):
+    return LogSpiral(**settings).build()
+
+
+def polynomial_curve(**settings):
+    return PolynomialCurve(**settings).build()
+
 
 NONLINEAR_2D_MODELS = ["linear", "relu", "relu_nobias", "tanh", "tanh_nobias"]
 
@@ -41,11 +51,9 @@ def test_datasets_match_the_study():
     "name, params", [("linear", 17), ("relu", 17), ("relu_nobias", 12), ("tanh", 17), ("tanh_nobias", 12)]
 )
 def test_study_models_are_presets_of_the_one_mlp(name, params):
-    from hydra.utils import instantiate
-
     from aecli.config import compose
 
-    model = instantiate(compose([f"model={name}"]).model, input_dim=2)
+    model = build_model(build_spec(compose([f"model={name}"]).model, "model", ModelSpec), DataShape(2))
     assert type(model) is MLPAutoencoder
     assert sum(p.numel() for p in model.parameters()) == params  # Linear(2,3) + Linear(3,2)
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
@@ -56,7 +64,7 @@ def test_general_mlp_layers():
     model = MLPAutoencoder(3, [128, 64], 2, dropout=0.2, latent_batchnorm=True, code_dropout=0.1)
     kinds = [type(m).__name__ for m in model.decoder]
     assert kinds[:2] == ["Dropout", "BatchNorm1d"] and kinds.count("Linear") == 3
-    assert model(torch.randn(5, 3)).shape == (5, 3) and model.encode(torch.randn(5, 3)).shape == (5, 2)
+    assert model(torch.randn(5, 3)).reconstruction.shape == (5, 3) and model.encode(torch.randn(5, 3)).shape == (5, 2)
 
 
 def train_linear_ae(x: torch.Tensor, epochs: int) -> float:
@@ -67,8 +75,8 @@ def train_linear_ae(x: torch.Tensor, epochs: int) -> float:
         model.parameters(),
     )
     cfg = TrainerConfig(epochs=epochs, batch_size=64)
-    fit(model, x, x, opt, None, NoRegularizer(), cfg, torch.Generator().manual_seed(0))
-    return evaluate(model, x, "mse")
+    fit(Training(model, opt, None, [], torch.Generator().manual_seed(0), []), x, x, cfg)
+    return evaluate(model, x)["reconstruction"]
 
 
 def test_linear_autoencoder_reaches_but_never_beats_rank1_pca():
@@ -95,7 +103,9 @@ def test_error_grid_orientation_and_values():
 def test_sse_is_mse_times_dimension_per_sample():
     torch.manual_seed(0)
     model, x = MLPAutoencoder(4, [8], 2), torch.randn(100, 4)
-    assert evaluate(model, x, "sse") == pytest.approx(4 * evaluate(model, x, "mse"), rel=1e-5)
+    mse = evaluate(model, x)["reconstruction"]
+    model.loss_kind = "sse"
+    assert evaluate(model, x)["reconstruction"] == pytest.approx(4 * mse, rel=1e-5)
 
 
 def test_missing_accelerator_is_a_config_error():
@@ -164,14 +174,6 @@ def test_the_loop_reads_from_the_device_a_few_times_per_epoch_never_per_step(mon
         ),
         model.parameters(),
     )
-    result = fit(
-        model,
-        x,
-        x[:100],
-        opt,
-        None,
-        NoRegularizer(),
-        TrainerConfig(epochs=3, batch_size=16),
-        torch.Generator().manual_seed(0),
-    )
+    training = Training(model, opt, None, [], torch.Generator().manual_seed(0), [])
+    result = fit(training, x, x[:100], TrainerConfig(epochs=3, batch_size=16))
     assert result.steps == 300 and reads["n"] <= 4 * (3 + 1), reads  # 100 steps an epoch, a handful of reads

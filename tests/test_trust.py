@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import aecli
 from aecli.config import compose, config_options
-from aecli.mnist_files import LABELS_MAGIC, read_idx
+from aecli.data.mnist_files import LABELS_MAGIC, read_idx
 from aecli.run_files import CheckpointError, load_checkpoint, load_model
 from aecli.trust import MAX_CONFIG_BYTES, aecli_targets, trusted_config, trusted_overrides
 from tests.conftest import REPO, run_cli
@@ -110,7 +110,7 @@ CLI_PATHS = {
         f"trainer.resume_from={run_dir / 'checkpoints' / 'last.pt'}",
         f"hydra.run.dir={new}",
     ],
-    "decoder_from": lambda run_dir, new: ["dataset.n=200", f"model.decoder_from={run_dir}", f"hydra.run.dir={new}"],
+    "decoder_from": lambda run_dir, new: ["dataset.n=200", f"transfer.decoder_from={run_dir}", f"hydra.run.dir={new}"],
 }
 
 
@@ -133,7 +133,7 @@ def test_a_planted_target_is_refused_by_the_command_line(planted, path, tmp_path
 def test_every_target_is_checked_at_any_depth_and_inside_args():
     """_args_ items and lists of lists are walked too; a target that is not a string is refused."""
     for text, key in [
-        ("model: {_target_: aecli.models.MLPAutoencoder, _args_: [{_target_: os.system, _args_: [ls]}]}", "_args_[0]"),
+        ("model: {_target_: aecli.models.mlp.MLPSpec, _args_: [{_target_: os.system, _args_: [ls]}]}", "_args_[0]"),
         ("a: [[{b: [{_target_: aecli.run_files.atomic_write}]}]]", "a[0][0].b[0]._target_"),
         ("model: {_target_: {x: 1}}", "model._target_"),
         ("_target_: builtins.eval", "_target_"),
@@ -145,21 +145,27 @@ def test_every_target_is_checked_at_any_depth_and_inside_args():
 
 def test_aecli_targets_are_the_schemas_and_the_study_analyses_and_nothing_else():
     """Every target a shipped option composes to, and every analysis an experiment names, is in the set;
-    nothing outside aecli's datasets, model, regularizer, trackers and analyses is."""
+    nothing outside aecli's data sets, models, callbacks, trackers and analyses is (not Hydra's callbacks)."""
     targets = aecli_targets()
     options = config_options()
     composed = [compose([f"dataset={name}"]).dataset for name in options["dataset"]]
+    composed += [compose([f"model={name}"]).model for name in options["model"]]
     composed += [compose(["logger=[csv,tensorboard,mlflow]"]).logger[name] for name in options["logger"]]
-    composed += [compose([]).model, compose([]).regularizer]
+    composed += list(compose([]).callbacks.values()) + list(compose([]).analyses.values())
     assert {spec._target_ for spec in composed} <= targets
+    assert "_target_" not in compose([]).regularizer  # a mapping of term weights: nothing to build
     experiments = [
         yaml.safe_load((REPO / "conf" / "experiment" / f"{name}.yaml").read_text()) for name in options["experiment"]
     ]
     analyses = {spec["_target_"] for experiment in experiments for spec in experiment.get("analyses", {}).values()}
     assert len(analyses) >= 10 and analyses <= targets
-    for foreign in ("builtins.open", "os.system", "aecli.run_files.atomic_write", "aecli.analyses.mnist.mse"):
-        assert foreign not in targets
-    kinds = ("aecli.data.", "aecli.models.", "aecli.regularizers.", "aecli.trackers.", "aecli.analyses.")
+    foreign = ("builtins.open", "os.system", "aecli.run_files.atomic_write", "aecli.analyses.mnist.mse")
+    for target in (*foreign, "aecli.hydra_hooks.RunFolderGuard", "aecli.hydra_hooks.SweepComparison"):
+        assert target not in targets
+    kinds = (
+        *("aecli.data.", "aecli.models.", "aecli.training.callbacks.", "aecli.reporting.trackers."),
+        "aecli.analyses.",
+    )
     assert all(target.startswith(kinds) for target in targets)
 
 
@@ -275,20 +281,30 @@ def test_a_real_checkpoint_loads_with_its_checked_config(trained):
 
 
 def test_weights_without_an_encoder_are_one_sentence(trained, tmp_path):
+    """Without a recorded data shape the encoder's first weight matrix says the input width; without that
+    either, one sentence. With a data shape, weights that are not the config's layers are one sentence too."""
     path = shutil.copy(trained / "checkpoints" / "last.pt", tmp_path / "last.pt")
     rewrite(path, model={"decoder.0.weight": torch.ones(2, 3)})
+    with pytest.raises(CheckpointError) as err:
+        load_model(path)
+    assert "do not have the layers its config describes" in one_sentence(err.value)
+    rewrite(path, data_shape=None)  # an older checkpoint, which records no data shape
     with pytest.raises(CheckpointError) as err:
         load_model(path)
     assert "no encoder weight" in one_sentence(err.value)
 
 
-@pytest.mark.parametrize("model", [{"_target_": "aecli.data.beta_curves", "n": 10**9}, 5], ids=["dataset", "number"])
+@pytest.mark.parametrize(
+    "model", [{"_target_": "aecli.data.synthetic.BetaCurves", "n": 10**9}, 5], ids=["dataset", "number"]
+)
 def test_load_model_builds_only_the_model_target(trained, tmp_path, model):
     """An aecli target that is not the model (here: a billion beta curves) is not built in the model's place."""
     run_dir = hostile_copy(trained, tmp_path / "run", lambda cfg: cfg.update(model=model))
     with pytest.raises(CheckpointError) as err:
         load_model(run_dir)
-    assert "holds no model config (model._target_: aecli.models.MLPAutoencoder)" in one_sentence(err.value)
+    assert "holds no model config (model._target_: a ModelSpec such as aecli.models.mlp.MLPSpec)" in one_sentence(
+        err.value
+    )
 
 
 def test_legacy_torch_files_are_refused(trained, tmp_path):
@@ -399,7 +415,7 @@ def idx_with_trailing_zeros(path: Path, trailing: int) -> None:
 def test_an_idx_file_with_a_gigabyte_after_its_data_is_refused_without_reading_it(tmp_path):
     path = tmp_path / "t10k-labels-idx1-ubyte.gz"
     idx_with_trailing_zeros(path, 1 << 30)
-    result = measure("aecli.mnist_files", "read_idx", path, LABELS_MAGIC)
+    result = measure("aecli.data.mnist_files", "read_idx", path, LABELS_MAGIC)
     assert result["error"] == (
         f"ConfigError: {path} has 16+ bytes after the data its IDX header declares; delete it and fetch it again"
     )
@@ -431,7 +447,7 @@ def test_an_idx_header_declaring_more_than_the_cap_is_refused_before_reading(tmp
 
 
 def test_a_mirror_answering_endlessly_is_read_only_one_byte_past_the_standard_size(tmp_path, monkeypatch):
-    from aecli import mnist_files
+    from aecli.data import mnist_files
 
     asked = []
 

@@ -23,11 +23,10 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from aecli.data import Dataset
-from aecli.models import MLPAutoencoder
-from aecli.train import EpochRecord, evaluating  # noqa: F401  (evaluating: re-exported for the analyses)
+from aecli.models import Autoencoder
+from aecli.training.loop import EpochRecord, evaluating  # noqa: F401  (evaluating: re-exported for the analyses)
 
 
 @dataclass
@@ -35,9 +34,9 @@ class RunContext:
     """Everything a study analysis may read after training."""
 
     cfg: DictConfig  # the run's composed config
-    model: MLPAutoencoder  # trained weights (eval mode is up to the analysis)
-    initial_model: MLPAutoencoder  # the same model before its first step (the "untrained" comparisons)
-    source_model: Optional[MLPAutoencoder]  # the run model.decoder_from named, if any
+    model: Autoencoder  # trained weights (eval mode is up to the analysis)
+    initial_model: Autoencoder  # the same model before its first step (the "untrained" comparisons)
+    source_model: Optional[Autoencoder]  # the run transfer.decoder_from named, if any
     data: Dataset
     history: list[EpochRecord]
     device: torch.device
@@ -62,13 +61,13 @@ class RunContext:
         return torch.as_tensor(np.asarray(array) if not torch.is_tensor(array) else array).to(self.device, self.dtype)
 
 
-def encode(model: MLPAutoencoder, x: torch.Tensor) -> np.ndarray:
+def encode(model: Autoencoder, x: torch.Tensor) -> np.ndarray:
     """The codes of the rows of `x`, (n, latent_dim) float64, in eval mode."""
     with evaluating(model):
         return model.encode(x).double().cpu().numpy()
 
 
-def decode(model: MLPAutoencoder, codes: np.ndarray) -> np.ndarray:
+def decode(model: Autoencoder, codes: np.ndarray) -> np.ndarray:
     """The decoder's output for each row of `codes`, (n, input_dim) float64, in eval mode, on the
     model's own device and dtype."""
     param = next(model.parameters())
@@ -77,7 +76,7 @@ def decode(model: MLPAutoencoder, codes: np.ndarray) -> np.ndarray:
         return model.decode(z).double().cpu().numpy()
 
 
-def encode_reconstruct(model: MLPAutoencoder, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def encode_reconstruct(model: Autoencoder, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Codes and reconstructions of `x` (eval mode: no dropout, batch-norm running stats)."""
     with evaluating(model):
         code = model.encode(x)
@@ -85,7 +84,7 @@ def encode_reconstruct(model: MLPAutoencoder, x: torch.Tensor) -> tuple[np.ndarr
 
 
 def error_grid(
-    model: nn.Module, extent: tuple[float, float, float, float], resolution: int, device: torch.device
+    model: Autoencoder, extent: tuple[float, float, float, float], resolution: int, device: torch.device
 ) -> np.ndarray:
     """||x_hat - x|| on a resolution x resolution grid; row i is y[i] (bottom to top), column j is x[j]."""
     xmin, xmax, ymin, ymax = extent
@@ -95,5 +94,5 @@ def error_grid(
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     points = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
     with evaluating(model):
-        err = torch.linalg.vector_norm(model(points) - points, dim=1)
+        err = torch.linalg.vector_norm(model.reconstruct(points) - points, dim=1)
     return err.reshape(resolution, resolution).cpu().numpy()

@@ -19,18 +19,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, evaluating  # noqa: E402
-from aecli.config import ConfigError  # noqa: E402
-from aecli.plots import save_figure  # noqa: E402
+from aecli.errors import ConfigError  # noqa: E402
+from aecli.models import Autoencoder  # noqa: E402
+from aecli.reporting.plots import save_figure  # noqa: E402
 from aecli.run_files import confined  # noqa: E402
 
 
-def hidden_activations(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
-    """The output of each module in `model.hidden_activations` for input `x`, in eval mode,
-    as (n, width) arrays in forward order. The model's mode is restored and nothing else changes."""
-    modules = list(getattr(model, "hidden_activations", []))
+def hidden_activations(model: Autoencoder, x: torch.Tensor) -> list[np.ndarray]:
+    """The output of each of the model's hidden activation modules for input `x`, in eval mode, as
+    (n, width) arrays in forward order. The model's mode is restored and nothing else changes."""
+    modules = list(model.activation_modules())
     outputs: dict[int, np.ndarray] = {}
     hooks = [
         m.register_forward_hook(lambda mod, inp, out, i=i: outputs.__setitem__(i, out.double().cpu().numpy()))
@@ -38,7 +38,7 @@ def hidden_activations(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
     ]
     try:
         with evaluating(model):
-            model(x)
+            model.reconstruct(x)
     finally:
         for hook in hooks:
             hook.remove()
@@ -62,12 +62,12 @@ def activation_histograms(
     bins = ctx.size(bins, 10)
     if not layers:
         raise ConfigError(
-            f"model.hidden_sizes={list(ctx.cfg.model.hidden_sizes)} is not allowed: the "
-            f"activation_histograms analysis needs at least one hidden layer"
+            f"model={ctx.cfg.model.name} is not allowed: the activation_histograms analysis needs a model "
+            f"with at least one hidden layer"
         )
     everything = np.concatenate([a.ravel() for a in layers])
     metrics = {"sparsity": sparsity(everything, threshold), "mean_abs_activation": float(np.abs(everything).mean())}
-    n_enc = len(ctx.cfg.model.hidden_sizes)  # the first n_enc hidden layers are the encoder's
+    n_enc = sum(1 for m in ctx.model.encoder.modules() if m in ctx.model.activation_modules())  # the encoder's layers
 
     cols = min(3, len(layers))
     rows = int(np.ceil(len(layers) / cols))

@@ -23,8 +23,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, encode, evaluating  # noqa: E402
-from aecli.config import ConfigError  # noqa: E402
-from aecli.plots import save_figure  # noqa: E402
+from aecli.errors import ConfigError  # noqa: E402
+from aecli.reporting.plots import save_figure  # noqa: E402
 
 
 # ----------------------------------------------------------------- numbers

@@ -28,17 +28,18 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from aecli import plots  # noqa: E402
 from aecli.analyses import RunContext, decode, encode_reconstruct  # noqa: E402
-from aecli.config import ConfigError  # noqa: E402
-from aecli.models import MLPAutoencoder  # noqa: E402
-from aecli.regularizers import masking_noise  # noqa: E402
+from aecli.errors import ConfigError  # noqa: E402
+from aecli.models import Autoencoder  # noqa: E402
+from aecli.reporting import plots  # noqa: E402
+from aecli.training.regularizers import masking_noise  # noqa: E402
 
 
 def _image_shape(ctx: RunContext, analysis: str) -> tuple[int, int]:
     if ctx.data.image_shape is None:
         raise ConfigError(
-            f"analyses.{analysis} needs image data (dataset=mnist or digits), not dataset={ctx.data.name}"
+            f"analyses.{analysis} needs image data (dataset=mnist, digits, or a file of images), "
+            f"not dataset={ctx.data.name}"
         )
     return ctx.data.image_shape
 
@@ -80,23 +81,32 @@ def reconstructions(ctx: RunContext, n_images: int = 10, seed: int = 0) -> dict[
 
 
 # ------------------------------------------------------------------ encoder filters
-def first_layer(model: MLPAutoencoder) -> nn.Linear:
-    return next(m for m in model.encoder.modules() if isinstance(m, nn.Linear))
+def first_layer(model: Autoencoder) -> Union[nn.Linear, nn.Conv2d]:
+    """The encoder's first weight layer: an MLP's Linear, a convolutional net's Conv2d."""
+    return next(m for m in model.encoder.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+
+
+def n_units(layer: Union[nn.Linear, nn.Conv2d]) -> int:
+    """Hidden units of a Linear layer, feature maps of a convolution."""
+    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
 
 def filter_images(
-    model: MLPAutoencoder, units: Union[Sequence[int], np.ndarray], image_shape: Sequence[int]
+    model: Autoencoder, units: Union[Sequence[int], np.ndarray], image_shape: Sequence[int]
 ) -> np.ndarray:
-    """The input weights of the chosen first-layer units, each reshaped to an image."""
-    weight = first_layer(model).weight.detach().float().cpu().numpy()
-    return weight[np.asarray(units)].reshape(len(units), *image_shape)
+    """The input weights of the chosen first-layer units, each as an image: an MLP unit's weights
+    over the whole image, a convolution's kernel (its own small size) for a feature map."""
+    layer = first_layer(model)
+    weight = layer.weight.detach().float().cpu().numpy()[np.asarray(units)]
+    return weight[:, 0] if isinstance(layer, nn.Conv2d) else weight.reshape(len(units), *image_shape)
 
 
 def encoder_filters(ctx: RunContext, n_filters: int = 5, seed: int = 0, cmap: str = "viridis") -> dict[str, float]:
     """encoder_filters.png: the first layer's weights into a seeded choice of hidden units,
     on one shared colour scale (so units compare) with a colour bar."""
     shape = _image_shape(ctx, "encoder_filters")
-    units = _seeded_pick(first_layer(ctx.model).out_features, ctx.size(n_filters, 2), seed)
+    layer = first_layer(ctx.model)
+    units = _seeded_pick(n_units(layer), ctx.size(n_filters, 2), seed)
     images = filter_images(ctx.model, units, shape)
     lo, hi = float(images.min()), float(images.max())
     if lo == hi:  # all equal (e.g. zero weights): still a readable colour bar
@@ -106,10 +116,8 @@ def encoder_filters(ctx: RunContext, n_filters: int = 5, seed: int = 0, cmap: st
         im = ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi)
         ax.set(xticks=[], yticks=[], title=f"unit {unit}")
     fig.colorbar(im, ax=list(axes[0]), label="weight", shrink=0.8)
-    fig.suptitle(
-        f"{ctx.title}: encoder filters (first-layer weights of {len(units)} of "
-        f"{first_layer(ctx.model).out_features} hidden units)"
-    )
+    what = "hidden units" if isinstance(layer, nn.Linear) else "feature maps (their kernels)"
+    fig.suptitle(f"{ctx.title}: encoder filters (first-layer weights of {len(units)} of {n_units(layer)} {what})")
     plots.save_figure(fig, ctx.run_dir / "encoder_filters.png", ctx.dpi)
     return {}
 
@@ -172,7 +180,7 @@ def latent_scatter(
 
 # ------------------------------------------------------------------ decoded latent grid
 def decode_grid(
-    model: MLPAutoencoder, z0_range: Sequence[float], z1_range: Sequence[float], n: int, image_shape: Sequence[int]
+    model: Autoencoder, z0_range: Sequence[float], z1_range: Sequence[float], n: int, image_shape: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode an n x n grid of 2-D codes. Returns (z0s, z1s, images): z0s increase left to right
     (columns), z1s DEcrease top to bottom (rows, so the picture reads like a scatter plot), and

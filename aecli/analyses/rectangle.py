@@ -28,22 +28,22 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from aecli.analyses import RunContext, decode, encode
-from aecli.config import ConfigError  # noqa: E402
-from aecli.csv_files import read_columns
-from aecli.models import MLPAutoencoder
-from aecli.plots import save_figure
+from aecli.errors import ConfigError  # noqa: E402
+from aecli.models import Autoencoder
+from aecli.reporting.csv_files import read_columns
+from aecli.reporting.plots import save_figure
 from aecli.run_files import STEPS_FILE, confined  # noqa: E402
 
 CMAP = "viridis"
 
 
 # ------------------------------------------------------------------ numbers
-def encode_1d(model: MLPAutoencoder, x: torch.Tensor) -> np.ndarray:
+def encode_1d(model: Autoencoder, x: torch.Tensor) -> np.ndarray:
     """The 1-D codes of `x` as a flat array, in eval mode."""
     return encode(model, x)[:, 0]
 
 
-def decoder_curve(model: MLPAutoencoder, z: np.ndarray) -> np.ndarray:
+def decoder_curve(model: Autoencoder, z: np.ndarray) -> np.ndarray:
     """The decoder's output at exactly the codes `z` (shape (n,) for a 1-D code), as an (n, dim) array."""
     return decode(model, np.asarray(z).reshape(len(z), -1))
 
@@ -80,7 +80,7 @@ def grid_points(extent: Sequence[float], resolution: int) -> tuple[np.ndarray, n
 
 
 def encoder_shift_grid(
-    old: MLPAutoencoder, new: MLPAutoencoder, points: np.ndarray, device: torch.device, dtype: torch.dtype
+    old: Autoencoder, new: Autoencoder, points: np.ndarray, device: torch.device, dtype: torch.dtype
 ) -> np.ndarray:
     """|z_new - z_old| at each point: how far the new encoder moved each point's code."""
     x = torch.as_tensor(points).to(device, dtype)
@@ -203,7 +203,7 @@ def encoder_shift(
     and further than `far` from it, and the rank correlation of shift with distance to the curve."""
     if ctx.source_model is None:
         raise ConfigError(
-            "model.decoder_from=None is not allowed: the encoder_shift analysis compares this run's "
+            "transfer.decoder_from=None is not allowed: the encoder_shift analysis compares this run's "
             "encoder with the source run's, so name one (a run folder, a checkpoint, or `train`)"
         )
     _require_1d_code(ctx, "encoder_shift")

@@ -30,9 +30,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from aecli.analyses import RunContext, evaluating  # noqa: E402
-from aecli.config import ConfigError  # noqa: E402
-from aecli.models import MLPAutoencoder  # noqa: E402
-from aecli.plots import save_figure  # noqa: E402
+from aecli.errors import ConfigError  # noqa: E402
+from aecli.models import Autoencoder  # noqa: E402
+from aecli.reporting.plots import save_figure  # noqa: E402
 
 CMAP = "jet"  # the study's colour map for the roll parameter t
 
@@ -40,7 +40,7 @@ CMAP = "jet"  # the study's colour map for the roll parameter t
 # ----------------------------------------------------------------- numbers
 @torch.no_grad()
 def reconstruct(
-    model: MLPAutoencoder, x: torch.Tensor, train_mode: bool = False, seed: int = 0
+    model: Autoencoder, x: torch.Tensor, train_mode: bool = False, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Codes and reconstructions of `x`, as numpy arrays.
 
@@ -85,7 +85,7 @@ def new_roll(
     """RMSE (eval and train mode) on a freshly drawn roll of n points with this noise, min-max scaled
     on its own (as the study did); writes encoded_new_roll.png and decoded_new_roll.png.
     seed: the new roll's draw, null = dataset.seed + 1 (never the training roll's draw)."""
-    from aecli.data import swiss_roll  # the training roll's own recipe, drawn again
+    from aecli.data import SwissRoll  # the training roll's own recipe, drawn again
 
     if n < 2:
         raise ConfigError(f"analyses.new_roll.n={n} is not allowed: use at least 2 points")
@@ -97,7 +97,7 @@ def new_roll(
             f"analyses.new_roll.seed={seed} is not allowed: it is the training roll's seed "
             "(dataset.seed); use another one or null"
         )
-    roll = swiss_roll(n=ctx.size(n, 200), noise=noise, train_fraction=1.0, seed=roll_seed)
+    roll = SwissRoll(n=ctx.size(n, 200), noise=noise, train_fraction=1.0, seed=roll_seed).build()
     dropout_seed = ctx.cfg.seed if train_mode_seed is None else train_mode_seed
     return _report(ctx, roll.train.numpy(), roll.train_color, "new_roll", "new roll", dropout_seed)
 

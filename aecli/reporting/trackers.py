@@ -28,17 +28,18 @@ import os
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, cast
 from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
-from aecli.config import ConfigError
-from aecli.report import flatten
+from aecli.errors import ConfigError
+from aecli.reporting.report import flatten
 from aecli.run_files import CHECKPOINT_DIR
-from aecli.train import EpochRecord
+from aecli.summary import Status
+from aecli.training.state import EpochRecord
 
 if TYPE_CHECKING:
     from mlflow.entities import Experiment
@@ -105,8 +106,9 @@ def config_values(cfg: DictConfig) -> dict[str, Any]:
 
 
 def final_numbers(summary: dict[str, Any]) -> dict[str, float]:
-    """The summary's result numbers: final and best losses, speed, and the analyses' metrics."""
-    numbers = {k: summary[k] for k in FINAL_KEYS if k in summary}
+    """The summary's result numbers: final and best losses (every loss term's too), speed, and the
+    analyses' metrics."""
+    numbers = {k: summary[k] for k in summary if k in FINAL_KEYS or k.startswith(("final_train_", "final_val_"))}
     numbers.update(summary.get("metrics") or {})
     return {k: float(v) for k, v in numbers.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -201,7 +203,7 @@ class TensorBoardTracker(Tracker):
 
     def log_epoch(self, record: EpochRecord) -> None:
         self.step = record.epoch
-        for key, value in asdict(record).items():
+        for key, value in record.row().items():
             if key != "epoch":
                 self.writer.add_scalar(key, value, record.epoch)
 
@@ -230,7 +232,7 @@ class TensorBoardTracker(Tracker):
 # ---------------------------------------------------------------------- MLflow
 SWEEP_TAG = "aecli.sweep_dir"  # on a sweep's parent run: the sweep folder, how every job finds it
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
-MLFLOW_STATUS = {"completed": "FINISHED", "interrupted": "KILLED"}  # anything else: FAILED
+MLFLOW_STATUS = {Status.completed: "FINISHED", Status.interrupted: "KILLED"}  # anything else: FAILED
 
 
 class MLflowTracker(Tracker):
@@ -312,7 +314,7 @@ class MLflowTracker(Tracker):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, record.epoch) for k, v in asdict(record).items() if k != "epoch"]
+        metrics = [Metric(k, float(v), now, record.epoch) for k, v in record.row().items() if k != "epoch"]
         self.client.log_batch(cast(str, self.run_id), metrics=metrics)  # set by start, which succeeded
 
     def log_figures(self, paths: Sequence[Path]) -> None:

@@ -199,3 +199,32 @@ def error_map(
     ax_thr.set(xlabel="x1", ylabel="x2", title=f"error < {threshold:g} ({share:.1%} of the window)")
     fig.suptitle(f"{title}: reconstruction-error map")
     save_figure(fig, path, dpi)
+
+
+GAPPED_GRAY = plt.get_cmap("gray").with_extremes(bad="white")  # NaN gaps between mosaic tiles: white
+
+
+def tiles(images: np.ndarray, image_shape: Sequence[int], cols: int) -> np.ndarray:
+    """Flattened images as one mosaic, `cols` per row, a NaN pixel between tiles (drawn as a gap), so
+    neighbouring images never read as one picture."""
+    h, w = image_shape
+    rows = int(np.ceil(len(images) / cols))
+    mosaic = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan)
+    for i, image in enumerate(images):
+        r, c = divmod(i, cols)
+        mosaic[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = image.reshape(h, w)
+    return mosaic
+
+
+def point_axes(dim: int) -> tuple[plt.Figure, Any]:
+    """A figure with one axes for points in the input space: 2-D or 3-D, at equal scale on every axis
+    (figures that compare distances), labelled x1, x2 (, x3)."""
+    if dim == 2:
+        fig, ax = plt.subplots(figsize=(6, 4.8))
+        ax.set(xlabel="x1", ylabel="x2", aspect="equal")
+        return fig, ax
+    fig = plt.figure(figsize=(7, 5.5))
+    ax = fig.add_subplot(projection="3d")
+    ax.set(xlabel="x1", ylabel="x2", zlabel="x3")
+    ax.set_aspect("equal")
+    return fig, ax

@@ -1,7 +1,8 @@
-"""Data sets: each builder returns a `Dataset` with a seeded train/validation split.
+"""What every data set is: a `Dataset` (train and validation tensors and what the plots need), made
+by a `DataSpec` (its settings, checked as the spec is made, and how to build it).
 
-All data here is small enough to live in memory as tensors; the training loop
-indexes them directly instead of going through a DataLoader.
+All data here is small enough to live in memory as tensors; the training loop slices them
+directly instead of going through a DataLoader.
 """
 
 from __future__ import annotations
@@ -9,15 +10,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, cast
+from typing import Any, ClassVar, Optional, cast
 
 import numpy as np
 import torch
 
+from aecli.plugins import Spec, finite, require
+
+SEED_LIMIT = 2**32  # numpy, torch and scikit-learn all take seeds in [0, 2**32)
+FLOAT32_MAX = 3.4028234663852886e38  # the error map's grid is made in the model's dtype, float32 at least
+DATA_COPIES = 4  # float64 points, a temporary of their size while they are made, the split rows, float32 tensors
+
 
 @dataclass
 class Dataset:
-    """Train and validation arrays plus what the plots need to colour and frame them."""
+    """Train and validation rows (float32, one flattened sample per row) plus what the plots need to
+    colour and frame them."""
 
     name: str
     train: torch.Tensor  # (n_train, dim) float32
@@ -36,6 +44,10 @@ class Dataset:
     @property
     def dim(self) -> int:
         return int(self.train.shape[1])
+
+    @property
+    def shape(self) -> DataShape:
+        return DataShape(self.dim, self.image_shape)
 
 
 class UnscalableData(ValueError):
@@ -140,177 +152,90 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
-def polynomial_curve(
-    name: str = "polynomial",
-    n: int = 2000,
-    noise: float = 1.0,
-    train_fraction: float = 0.85,
-    seed: int = 0,
-    grid_extent: Optional[Sequence[float]] = None,
-) -> Dataset:
-    """The nonlinear_2d study's curve y = 400x^5 - 450x^3 + 50x^2 - 4 + noise, x on [-1, 1]."""
-    rng = np.random.default_rng(seed)
-    x = np.linspace(-1.0, 1.0, n)
-    y = 400 * x**5 - 450 * x**3 + 50 * x**2 - 4 + rng.normal(0.0, noise, n)
-    points = standardize(np.column_stack([x, y]))
-    position = np.linspace(0.0, 1.0, n)  # x runs left to right: colour by it
-    return split(name, points, position, "position along curve", train_fraction, rng, grid_extent)
+@dataclass
+class DataShape:
+    """What a model needs to know of the data to be built for it."""
+
+    dim: int  # values per row
+    image_shape: Optional[tuple[int, int]] = None  # rows are flattened (height, width) images
 
 
-def log_spiral(
-    name: str = "spiral",
-    n: int = 2000,
-    noise: float = 0.0,
-    a: float = 0.05,
-    b: float = 0.10,
-    theta_max: float = 50.0,
-    train_fraction: float = 0.85,
-    seed: int = 0,
-    grid_extent: Optional[Sequence[float]] = None,
-) -> Dataset:
-    """The nonlinear_2d study's spiral r = a exp(b theta), theta evenly spaced on [0, theta_max]."""
-    rng = np.random.default_rng(seed)
-    theta = np.linspace(0.0, theta_max, n)
-    r = a * np.exp(b * theta)
-    points = np.column_stack([r * np.cos(theta), r * np.sin(theta)])
-    if noise > 0:
-        points = points + rng.normal(0.0, noise, points.shape)
-    points = standardize(points)
-    position = theta / theta_max
-    return split(name, points, position, "position along spiral", train_fraction, rng, grid_extent)
+@dataclass
+class DataSpec(Spec):
+    """A data set's settings, and how to build it. Subclasses add their own settings (each with the
+    value its conf/dataset YAML gives it) and implement `build`."""
+
+    name: str = "data"  # the option's name, for titles and logs
+    seed: int = 0  # data noise and the train/validation split (conf: ${seed})
+    # [xmin, xmax, ymin, ymax] of the reconstruction-error map (2-D data only)
+    grid_extent: Optional[list[float]] = None
+
+    def check(self) -> None:
+        require(0 <= self.seed < SEED_LIMIT, "seed", self.seed, f"use an integer in [0, {SEED_LIMIT - 1}]")
+        if self.grid_extent is not None:
+            e = self.grid_extent
+            require(
+                len(e) == 4 and all(finite(v) and abs(v) <= FLOAT32_MAX for v in e) and e[0] < e[1] and e[2] < e[3],
+                "grid_extent",
+                e,
+                "use [xmin, xmax, ymin, ymax], finite float32 values, with xmin < xmax and ymin < ymax",
+            )
+
+    def build(self) -> Dataset:
+        raise NotImplementedError
+
+    def estimated_bytes(self) -> Optional[int]:
+        """Memory the points will take while they are made, or None where files fix a small size."""
+        return None
+
+    def check_batches(self, batch_size: int, n_train: int) -> Optional[str]:
+        """Why `batch_size` does not suit this data (one sentence), or None."""
+        return None
 
 
-def swiss_roll(
-    name: str = "swiss_roll",
-    n: int = 1500,
-    noise: float = 0.05,
-    train_fraction: float = 1.0,
-    seed: int = 0,
-    grid_extent: Optional[Sequence[float]] = None,
-) -> Dataset:
-    """The swiss_roll study's data: sklearn's make_swiss_roll, each column min-max scaled to [0, 1];
-    colour is the roll parameter t (position along the roll)."""
-    from sklearn.datasets import make_swiss_roll
-    from sklearn.preprocessing import MinMaxScaler
+@dataclass
+class SyntheticSpec(DataSpec):
+    """Points generated from settings, split by a seeded permutation."""
 
-    points, t = make_swiss_roll(n, noise=noise, random_state=seed)
-    check_spread(np.ptp(points, axis=0), "range")  # MinMaxScaler would make an overflowed column all 0
-    points = MinMaxScaler().fit_transform(points)
-    return split(name, points, t, "roll parameter t", train_fraction, np.random.default_rng(seed), grid_extent)
+    n: int = 2000  # number of points generated
+    noise: float = 0.0  # std of the Gaussian noise added
+    # share of points that train; the rest validate. 1.0: train on all, validate on the same points
+    train_fraction: float = 0.85
+    dims: ClassVar[int] = 2  # values per point, for the memory estimate
 
+    def check(self) -> None:
+        super().check()
+        require(self.n >= 2, "n", self.n, "use at least 2 points")
+        require(finite(self.noise) and self.noise >= 0, "noise", self.noise, "use a finite standard deviation >= 0")
+        require(
+            0 < self.train_fraction <= 1,
+            "train_fraction",
+            self.train_fraction,
+            "use a fraction in (0, 1], where 1 validates on the training points",
+        )
+        if self.train_fraction < 1:
+            n_train = int(round(self.train_fraction * self.n))
+            require(
+                1 <= n_train < self.n,
+                "train_fraction",
+                self.train_fraction,
+                f"of {self.n} points it leaves no training or no validation point; use a fraction that "
+                f"keeps at least one of each, or 1",
+            )
 
-def beta_curves(
-    name: str = "beta",
-    n: int = 10000,
-    points: int = 100,
-    grid_min: float = 0.01,
-    grid_max: float = 0.99,
-    param_max: float = 5.0,
-    noise: float = 0.0,
-    train_fraction: float = 1.0,
-    seed: int = 0,
-    grid_extent: Optional[Sequence[float]] = None,
-) -> Dataset:
-    """The beta_curves study's data: each row is log Beta(x; alpha, beta) on `points` evenly spaced x
-    in [grid_min, grid_max], alpha and beta ~ U(0, param_max); (alpha, beta) kept as labels."""
-    from scipy.stats import beta as beta_dist
+    def estimated_bytes(self) -> Optional[int]:
+        return self.n * self.dims * 8 * DATA_COPIES
 
-    rng = np.random.default_rng(seed)
-    params = rng.uniform(0.0, param_max, size=(n, 2))
-    grid = beta_curve_grid(points, grid_min, grid_max)
-    curves = beta_dist.logpdf(grid[None, :], params[:, :1], params[:, 1:])
-    if noise > 0:
-        curves = curves + rng.normal(0.0, noise, curves.shape)
-    return split(
-        name,
-        curves,
-        params[:, 0],
-        "alpha",
-        train_fraction,
-        rng,
-        grid_extent,
-        labels=params,
-        label_names=("alpha", "beta"),
-    )
+    def shape(self) -> DataShape:
+        """The rows' shape, known before they are made."""
+        return DataShape(self.dims)
 
-
-def beta_curve_grid(points: int = 100, grid_min: float = 0.01, grid_max: float = 0.99) -> np.ndarray:
-    """The x values every beta curve is evaluated on."""
-    return np.linspace(grid_min, grid_max, points)
-
-
-def rectangle(
-    name: str = "rectangle",
-    n: int = 100,
-    width: float = 4.0,
-    height: float = 2.0,
-    noise: float = 0.0,
-    train_fraction: float = 1.0,
-    seed: int = 0,
-    grid_extent: Optional[Sequence[float]] = None,
-) -> Dataset:
-    """The rectangle studies' data: n points uniform in [-width/2, width/2] x [-height/2, height/2]
-    (the study: 100 points in [-2, 2] x [-1, 1]); colour is the x coordinate."""
-    rng = np.random.default_rng(seed)
-    points = np.column_stack([rng.uniform(-width / 2, width / 2, n), rng.uniform(-height / 2, height / 2, n)])
-    if noise > 0:
-        points = points + rng.normal(0.0, noise, points.shape)
-    return split(name, points, points[:, 0].copy(), "x1", train_fraction, rng, grid_extent)
-
-
-def mnist(
-    name: str = "mnist",
-    root: Optional[str] = None,
-    download: bool = True,
-    train_limit: Optional[int] = None,
-    test_limit: Optional[int] = None,
-    seed: int = 0,
-    grid_extent: Optional[Sequence[float]] = None,
-) -> Dataset:
-    """The mnist studies' data: the 60,000 standard training images train, the 10,000 t10k
-    images are the test set (val_name "test"); pixels / 255 in [0, 1], 784 per row; the digit
-    is the colour (integer: the plots draw 10 discrete colours) and the one label column.
-    The files are found, fetched and checked by aecli/mnist_files.py. `seed` is unused: the
-    standard split is fixed."""
-    from aecli import mnist_files
-
-    arrays = mnist_files.load(root, download, train_limit, test_limit)
-    return image_dataset(
-        name,
-        arrays.train_images,
-        arrays.train_labels,
-        arrays.test_images,
-        arrays.test_labels,
-        scale=255.0,
-        val_name="test",
-    )
-
-
-def digits(
-    name: str = "digits",
-    train_fraction: float = 0.8,
-    seed: int = 0,
-    grid_extent: Optional[Sequence[float]] = None,
-) -> Dataset:
-    """scikit-learn's 1,797 8x8 digits (offline, a small stand-in for MNIST): pixels / 16 in
-    [0, 1], a seeded train/validation split, the digit as colour and label."""
-    from dataclasses import replace
-
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    digit = bunch.target.astype(np.int64)
-    data = split(
-        name,
-        bunch.data / 16.0,
-        digit,
-        "digit",
-        train_fraction,
-        np.random.default_rng(seed),
-        labels=digit[:, None],
-        label_names=("digit",),
-    )
-    return replace(data, image_shape=tuple(bunch.images.shape[1:]))
+    def split_sizes(self) -> tuple[int, int]:
+        """(training points, validation points)."""
+        if self.train_fraction >= 1:
+            return self.n, self.n
+        n_train = int(round(self.train_fraction * self.n))
+        return n_train, self.n - n_train
 
 
 def image_dataset(

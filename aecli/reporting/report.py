@@ -21,10 +21,10 @@ reason (or, for a bad row or figure, keeps its status and gets a note), and ever
 still reported. Every report file is written atomically, replacing any link planted in its place.
 
 It reads only files, so it works the same for every launcher. It runs after every
-multirun (aecli.callbacks.SweepComparison) and on demand:
+multirun (aecli.hydra_hooks.SweepComparison) and on demand:
 
     aecli-report outputs/multirun/2026-11-22/10-00-00.123456-42 --sort-by final_val_loss
-    python -m aecli.report <sweep dir>
+    python -m aecli.reporting.report <sweep dir>
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from aecli.csv_files import read_columns
-from aecli.run_files import atomic_write
+from aecli.folders import atomic_write
+from aecli.reporting.csv_files import read_columns
+from aecli.summary import Status
 
 # Columns every row has, after the swept keys; analysis metrics follow them.
 SUMMARY_COLUMNS = [
@@ -234,7 +235,7 @@ def table_rows(
         (
             j["dir"].name
             for j in ordered
-            if j["summary"].get("status") == "completed" and number(job_value(j, metric)) is not None
+            if j["summary"].get("status") == Status.completed and number(job_value(j, metric)) is not None
         ),
         None,
     )
@@ -326,7 +327,7 @@ def write_curve_overlay(jobs: list[dict[str, Any]], keys: list[str], path: Path,
     import matplotlib.ticker
     import numpy as np
 
-    from aecli.plots import listed_colors, save_figure
+    from aecli.reporting.plots import listed_colors, save_figure
 
     source = "steps.csv" if steps else "metrics.csv"
     curves = []
@@ -381,7 +382,7 @@ def write_comparison_figure(jobs: list[dict[str, Any]], keys: list[str], figure:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from aecli.plots import save_figure
+    from aecli.reporting.plots import save_figure
 
     if not any((job["dir"] / figure).exists() for job in jobs):
         return False
@@ -516,7 +517,8 @@ def write_index_html(
 def check_figure_names(figures: Sequence[str], key: str = "figures") -> None:
     """The figures to compare are file names in the job folders, written back as comparison_<name> in the
     sweep folder: plain names only, so neither the reads nor the writes can leave those folders."""
-    from aecli.config import ConfigError, is_plain_file_name
+    from aecli.errors import ConfigError
+    from aecli.folders import is_plain_file_name
 
     for figure in figures:
         if not is_plain_file_name(figure):
@@ -562,7 +564,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--descending", action="store_true", help="highest value first")
     parser.add_argument("--figures", nargs="*", default=list(DEFAULT_FIGURES), help="per-job PNGs to tile")
     args = parser.parse_args(argv)
-    from aecli.config import ConfigError
+    from aecli.errors import ConfigError
 
     if not args.sweep_dir.is_dir() or not any(p.name.isascii() and p.name.isdigit() for p in args.sweep_dir.iterdir()):
         print(

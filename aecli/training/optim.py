@@ -8,9 +8,9 @@ from typing import Any, Optional, cast
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-# Config name -> torch class; every other key of the config is a keyword argument of
+# The optimizers optimizer.name may name (the one list). Every other key of the config is a keyword argument of
 # the class except `name`, `lr_decay` (the ExponentialLR gamma) and `fused`.
-OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
 def build_optimizer(
@@ -21,7 +21,7 @@ def build_optimizer(
     name, gamma, fused = kwargs.pop("name"), kwargs.pop("lr_decay"), kwargs.pop("fused", False)
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
-    optimizer = make_optimizer(OPTIMIZER_CLASSES[name], list(params), kwargs, fused)
+    optimizer = make_optimizer(OPTIMIZERS[name], list(params), kwargs, fused)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma) if gamma is not None else None
     return optimizer, scheduler
 

@@ -30,8 +30,8 @@ from typing import Optional
 
 import numpy as np
 
-from aecli.config import ConfigError
-from aecli.run_files import atomic_write
+from aecli.errors import ConfigError
+from aecli.folders import atomic_write
 
 ENV_VAR = "AECLI_MNIST_DIR"
 DEFAULT_ROOT = Path("~/.cache/aecli/mnist")

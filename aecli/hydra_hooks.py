@@ -2,7 +2,7 @@
 (the sweep report) when a multirun ends.
 
 Both run in the launching process, whatever the launcher (basic, joblib, submitit). The
-report itself (aecli/report.py) reads only the job folders, so `aecli-report <sweep dir>`
+report itself (aecli/reporting/report.py) reads only the job folders, so `aecli-report <sweep dir>`
 rebuilds it later from the same files.
 """
 
@@ -16,6 +16,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from aecli.summary import Status
 
 log = logging.getLogger("aecli")
 
@@ -33,7 +35,10 @@ class RunFolderGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from aecli.folders import prepare_run_folder
 
-        guarded(lambda: prepare_run_folder(str(config.hydra.run.dir), resuming=config.get("resume") is not None))
+        resuming = config.get("resume") is not None
+        if not resuming:  # a bad value is one sentence before any folder is made
+            guarded(lambda: validate_task(config))
+        guarded(lambda: prepare_run_folder(str(config.hydra.run.dir), resuming=resuming))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from aecli import signals
@@ -42,6 +47,20 @@ class RunFolderGuard(Callback):
         sweep_dir = guarded(lambda: prepare_run_folder(str(config.hydra.sweep.dir), key="hydra.sweep.dir"))
         last_sweep.update(dir=sweep_dir, reported=False, unfinished=0)
         signals.on_stop(lambda: (sweep_dir / signals.STOP_FILE).touch())
+
+
+def validate_task(config: DictConfig) -> None:
+    """The run's own config (without Hydra's node), checked as the pipeline will check it."""
+    import copy
+
+    from omegaconf import open_dict
+
+    from aecli.validation import validate
+
+    task = copy.deepcopy(config)
+    with open_dict(task):
+        del task["hydra"]
+    validate(task)
 
 
 def guarded(prepare: Any) -> Any:
@@ -62,35 +81,35 @@ def report_stopped_sweep() -> None:
     """After a second signal cut a sweep short: its report, from whatever the job folders hold."""
     if last_sweep["dir"] is None or last_sweep["reported"]:
         return
-    from aecli.report import build_report
+    from aecli.reporting.report import build_report
 
     try:
         result = build_report(last_sweep["dir"])
-        last_sweep.update(reported=True, unfinished=result["jobs"] - result["statuses"].get("completed", 0))
+        last_sweep.update(reported=True, unfinished=result["jobs"] - result["statuses"].get(Status.completed, 0))
         log.info("report of the stopped sweep: %s", last_sweep["dir"] / "index.html")
     except Exception as err:  # the report is a courtesy here; the job folders hold everything
         log.warning("could not write the report of the stopped sweep: %s", err)
 
 
 class SweepComparison(Callback):
-    """After a multirun: the report files of aecli.report in the sweep folder."""
+    """After a multirun: the report files of aecli.reporting.report in the sweep folder."""
 
     def __init__(self, figures: Sequence[str] = ("loss_curve.png",), sort_by: str = "final_val_loss") -> None:
-        from aecli.report import check_figure_names
+        from aecli.reporting.report import check_figure_names
 
         check_figure_names(figures, "hydra.callbacks.sweep_comparison.figures")  # before any job runs
         self.figures = list(figures)
         self.sort_by = sort_by
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from aecli.report import build_report
+        from aecli.reporting.report import build_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir() or not any(p.name.isdigit() for p in sweep_dir.iterdir()):
             log.warning("the sweep in %s has no job folders: no report", sweep_dir)
             return
         result = build_report(sweep_dir, self.figures, self.sort_by)
-        last_sweep.update(reported=True, unfinished=result["jobs"] - result["statuses"].get("completed", 0))
+        last_sweep.update(reported=True, unfinished=result["jobs"] - result["statuses"].get(Status.completed, 0))
         log.info(
             "sweep of %d jobs (%s) reported in %s: %s",
             result["jobs"],

@@ -1,0 +1,99 @@
+"""Will it fit? Memory estimated from the settings, before anything is allocated, so a size that
+cannot fit is one sentence instead of a MemoryError (or the kernel's OOM killer) later.
+
+Coarse on purpose: the estimates refuse only what cannot fit. The data set's spec says how much
+its points take while they are made (`DataSpec.estimated_bytes`; data read from files has a
+fixed, small size), the model's spec lists its layer widths (`ModelSpec.layer_widths`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import TYPE_CHECKING
+
+from aecli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from aecli.data import DataShape, DataSpec
+    from aecli.models import ModelSpec
+
+PARAM_COPIES = 6  # weights, gradients, Adam's two moments, the untrained copy and the best epoch's copy
+ACTIVATION_COPIES = 3  # per layer and row: its linear output, its activation, and a dropout mask or input
+EVAL_CHUNK = 16384  # rows per pass of training.loop.evaluate
+FALLBACK_MEMORY = 64 * 2**30  # where the OS does not say how much memory there is (no os.sysconf)
+MEMORY_SHARE = 0.8  # of the machine's memory a run may plan on: the OS, other processes and the estimates' gaps
+
+
+@functools.lru_cache(maxsize=1)
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the physical memory, or the cgroup v2/v1 limit where lower
+    (a container, a SLURM job); FALLBACK_MEMORY where the OS does not say."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        total = FALLBACK_MEMORY
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                limit = f.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit():  # cgroup v2 says "max" when unlimited
+            total = min(total, int(limit))
+    return total
+
+
+def size_text(n_bytes: float) -> str:
+    """Bytes in binary units: 596 GiB."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n_bytes < 1024 or unit == "PiB":
+            return f"{n_bytes:.3g} {unit}" if n_bytes < 1000 or unit == "PiB" else f"{n_bytes:.0f} {unit}"
+        n_bytes /= 1024
+    raise AssertionError("unreachable")
+
+
+def machine() -> str:
+    """What the memory messages say about the machine."""
+    return f"this machine has {size_text(machine_memory())} (a run may plan on {MEMORY_SHARE:.0%} of it)"
+
+
+def check_data_memory(data: DataSpec) -> None:
+    """The data set's points fit in memory, judged from its settings alone."""
+    need = data.estimated_bytes()
+    if need is not None and need > machine_memory() * MEMORY_SHARE:
+        key = max(("n", "points"), key=lambda k: getattr(data, k, 0))
+        raise ConfigError(
+            f"dataset.{key}={getattr(data, key)} needs about {size_text(need)} for its points; {machine()}; "
+            f"use a smaller dataset.{key}"
+        )
+
+
+def check_model_memory(model: ModelSpec, shape: DataShape, n_train: int, n_val: int, cfg: DictConfig) -> None:
+    """The model fits in memory with its optimizer state, copies and largest forward pass on data of
+    `shape`: one sentence naming the widest layer's setting otherwise, before torch allocates it."""
+    t, p = cfg.trainer, cfg.plots
+    widths = model.layer_widths(shape)
+    per_value = 8 if t.dtype == "float64" else 4
+    weights = model.parameter_count(shape) * per_value * PARAM_COPIES
+    error_map = shape.dim == 2 and "error_map" in cfg.get("analyses", {})
+    # autograd keeps every layer of a training batch; passes without it (validation, figures) about one
+    grid_rows = p.error_map_resolution**2 if error_map else 0
+    eval_rows = max(min(n_val, EVAL_CHUNK), n_val if p.enabled else 0, grid_rows)
+    train_pass = min(t.batch_size, n_train) * sum(widths)
+    eval_pass = eval_rows * max(widths)
+    activations = max(train_pass, eval_pass) * ACTIVATION_COPIES * per_value
+    memory = machine_memory() * MEMORY_SHARE
+    if weights + activations <= memory:
+        return
+    what = model.widest_setting(shape)
+    if weights > memory:
+        need, why = weights, "for the model's weights, gradients and optimizer state"
+    else:
+        rows = eval_rows if eval_pass > train_pass else min(t.batch_size, n_train)
+        need, why = weights + activations, f"to pass {rows} points through the model at once"
+        if error_map and eval_pass > train_pass and rows == grid_rows:
+            why += f" (the error map's plots.error_map_resolution={p.error_map_resolution} squared)"
+    raise ConfigError(f"{what} needs about {size_text(need)} {why}; {machine()}; use smaller layers")
