@@ -32,6 +32,7 @@ from aecli.data import Dataset
 from aecli.errors import ConfigError
 from aecli.folders import atomic_write
 from aecli.models import Autoencoder
+from aecli.reporting import jobs as report_jobs
 from aecli.reporting import report
 from aecli.reporting.csv_files import read_columns
 from aecli.run_files import CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, find_checkpoint, load_model
@@ -194,7 +195,7 @@ def load_run(path: PathLike, device: Union[str, torch.device] = "cpu", checkpoin
     run_dir = ckpt.parent.parent if ckpt.parent.name == CHECKPOINT_DIR else ckpt.parent
     model, config = load_model(ckpt, _device(device))
     summary_file = run_dir / SUMMARY_FILE
-    summary = (report.read_summary(summary_file)[0] or {}) if summary_file.is_file() else {}
+    summary = (report_jobs.read_summary(summary_file)[0] or {}) if summary_file.is_file() else {}
     return Run(
         path=run_dir,
         checkpoint=ckpt,
@@ -236,7 +237,7 @@ class SweepJob:
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in self.overrides.items())
         loss = self.summary.get("final_val_loss")
-        status = report.status_text({"summary": self.summary})
+        status = report_jobs.status_text({"summary": self.summary})
         return f"SweepJob({self.number}: {settings}; {status}" + (
             f", final_val_loss={_cell(loss)})" if loss is not None else ")"
         )
@@ -274,7 +275,7 @@ class Sweep:
         ranked = [
             r
             for r in report.sort_jobs(rows, metric, descending)
-            if report.number(report.job_value(r, metric)) is not None
+            if report_jobs.number(report_jobs.job_value(r, metric)) is not None
         ]
         if not ranked:
             raise ValueError(f"no completed job of {self.path} reports {metric!r}")
@@ -292,7 +293,7 @@ def load_sweep(path: PathLike) -> Sweep:
     path = Path(path).expanduser()
     if not path.is_dir():
         raise ValueError(f"no sweep folder at {path}")
-    jobs = [SweepJob(int(j["dir"].name), j["dir"], j["overrides"], j["summary"]) for j in report.read_jobs(path)]
+    jobs = [SweepJob(int(j["dir"].name), j["dir"], j["overrides"], j["summary"]) for j in report_jobs.read_jobs(path)]
     if not jobs:
         raise ValueError(
             f"{path} has no job folders (0/, 1/, ...): give a multirun folder, or use aecli.load_run for a single run"

@@ -38,7 +38,7 @@ from typing import Any, Optional, cast
 from omegaconf import DictConfig, OmegaConf
 
 from aecli.config import config_options
-from aecli.reporting.report import flatten
+from aecli.reporting.jobs import flatten
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

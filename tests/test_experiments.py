@@ -10,7 +10,9 @@ import numpy as np
 from conftest import run_cli
 from omegaconf import OmegaConf
 
-from aecli.reporting.report import read_jobs, swept_keys, write_comparison_figure, write_curve_overlay, write_tables
+from aecli.reporting.comparison import write_comparison_figure, write_curve_overlay
+from aecli.reporting.jobs import read_jobs, swept_keys
+from aecli.reporting.report import write_tables
 
 
 def test_nonlinear_2d_sweeps_the_studys_grid_and_compares_it(tmp_path):

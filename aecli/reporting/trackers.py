@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig, OmegaConf
 
 from aecli.errors import ConfigError
-from aecli.reporting.report import flatten
+from aecli.reporting.jobs import flatten
 from aecli.run_files import CHECKPOINT_DIR
 from aecli.summary import Status
 from aecli.training.state import EpochRecord

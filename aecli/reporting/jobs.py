@@ -1,0 +1,192 @@
+"""A sweep's job folders as the report reads them: overrides, summary, flattened config, and notes
+on what could not be read. Reads only files, within bounds (aecli.trust), so it works the same
+for every launcher and a damaged folder never costs the whole report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+READ_LIMIT = 1024 * 1024  # summary.json and .hydra/*.yaml: a real one is a few KiB, so more is not aecli's
+
+
+def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Each job folder (named by its number) read by `read_job`, in job-number order."""
+    job_dirs = sorted(
+        (p for p in Path(sweep_dir).iterdir() if p.name.isascii() and p.name.isdigit() and p.is_dir()),
+        key=lambda p: int(p.name),
+    )
+    return [read_job(job_dir) for job_dir in job_dirs]
+
+
+def read_job(job_dir: Path) -> dict[str, Any]:
+    """A job's overrides (key -> value), summary, flattened config and `notes` (what the report could
+    not read of it). A job without summary.json is still running or died before its first write:
+    status "missing". A file that cannot be read makes the job "unreadable", with the reason as its
+    error; the others are still reported, so one damaged folder never costs the whole report."""
+    hydra_dir = job_dir / ".hydra"
+    problems, pairs, config = [], {}, {}
+    summary: dict[str, Any] = {"status": "missing"}
+    if (job_dir / "summary.json").exists():
+        read, why = read_summary(job_dir / "summary.json")
+        summary = read if read is not None else {}
+        problems += [why] if why else []
+    if (hydra_dir / "overrides.yaml").exists():
+        overrides, why = _load_yaml(hydra_dir / "overrides.yaml", list)
+        pairs = dict(str(o).split("=", 1) for o in overrides or [] if "=" in str(o))
+        problems += [why] if why else []
+    if (hydra_dir / "config.yaml").exists():
+        tree, why = _load_yaml(hydra_dir / "config.yaml", dict)
+        config = flatten(tree or {})
+        problems += [why] if why else []
+    if problems:
+        known = summary.get("status") not in (None, "missing")
+        said = f"; summary.json says {status_text({'summary': summary})}" if known else ""
+        summary = {**summary, "status": "unreadable", "error": "; ".join(problems) + said}
+    return {"dir": job_dir, "overrides": pairs, "summary": summary, "config": config, "notes": []}
+
+
+def _read_small_text(path: Path) -> tuple[Optional[str], Optional[str]]:
+    """The text of a regular file of at most READ_LIMIT bytes, or None and why not (a FIFO or a
+    device would block or never end; a huge file would fill the memory)."""
+    if not path.is_file():
+        return None, "not a regular file"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(READ_LIMIT + 1)
+        if len(data) > READ_LIMIT:
+            return None, f"larger than {READ_LIMIT // 1024 // 1024} MiB"
+        return data.decode("utf-8"), None
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror})"
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+
+
+def read_summary(path: Path) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+    """A summary.json as a dict, or None and one line saying why not ("summary.json: not valid JSON
+    (line 3)"). NaN and Infinity read as null: no loss or metric slips through as a number that sorts
+    and compares wrongly. It must be an object with a text status and (if any) an object of metrics."""
+    text, why = _read_small_text(path)
+    if text is None:
+        return None, f"{path.name}: {why}"
+    try:
+        value = json.loads(text, parse_constant=lambda _: None)
+    except json.JSONDecodeError as err:
+        return None, f"{path.name}: not valid JSON (line {err.lineno})"
+    except (ValueError, RecursionError) as err:  # a number of over 4300 digits, nesting deeper than the stack
+        return None, f"{path.name}: not valid JSON ({type(err).__name__})"
+    if not isinstance(value, dict):
+        return None, f"{path.name}: holds a {type(value).__name__}, not a JSON object"
+    if not isinstance(value.get("status"), str):
+        return None, f"{path.name}: has no text status"
+    if not isinstance(value.get("metrics", {}), dict):
+        return None, f"{path.name}: its metrics are not a JSON object"
+    return value, None
+
+
+def _load_yaml(path: Path, kind: type) -> tuple[Any, Optional[str]]:
+    """A job's .hydra YAML file as a plain `kind` (list or dict, interpolations left as text), or None
+    and one line saying why not (".hydra/config.yaml: not valid YAML (line 2)"). Read within
+    aecli.trust's bounds (size, depth, node count, no aliases): the report shows it, never builds it."""
+    from aecli.errors import ConfigError
+    from aecli.trust import bounded_yaml
+
+    name = f"{path.parent.name}/{path.name}"
+    text, why = _read_small_text(path)
+    if text is None:
+        return None, f"{name}: {why}"
+    try:
+        value = bounded_yaml(text, name, top="list" if kind is list else "mapping")
+    except ConfigError as err:
+        return None, str(err)
+    if not isinstance(value, kind):
+        return None, f"{name}: not a {'list' if kind is list else 'mapping'}"
+    return value, None
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def swept_keys(jobs: list[dict[str, Any]]) -> list[str]:
+    """Override keys whose value differs between jobs, in first-seen order."""
+    keys = list(dict.fromkeys(k for job in jobs for k in job["overrides"]))
+    return [k for k in keys if len({job["overrides"].get(k) for job in jobs}) > 1]
+
+
+def config_differences(jobs: list[dict[str, Any]]) -> list[str]:
+    """Config keys (flattened) whose resolved value differs between jobs: what a swept override changed."""
+    keys = list(dict.fromkeys(k for job in jobs for k in job["config"]))
+    return [k for k in keys if len({json.dumps(job["config"].get(k), default=str) for job in jobs}) > 1]
+
+
+def metric_names(jobs: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(m for job in jobs for m in job["summary"].get("metrics", {})))
+
+
+def job_value(job: dict[str, Any], column: str) -> Any:
+    """A summary field, or an analysis metric of that name; "" when the job has neither."""
+    summary = job["summary"]
+    return summary.get(column, summary.get("metrics", {}).get(column, ""))
+
+
+def number(value: Any) -> Optional[float]:
+    """`value` as a finite float, or None: text, null, bools and ints beyond float's range do not rank."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def status_text(job: dict[str, Any]) -> str:
+    """ "completed", the status with the first line of the error that ended the job, or where an
+    interrupted job stopped ("interrupted during figures (SIGTERM)")."""
+    summary = job["summary"]
+    error, status = summary.get("error"), str(summary.get("status"))
+    if error:
+        return f"{status}: {error}"
+    if status == "interrupted" and summary.get("phase"):
+        return f"{status} during {summary['phase']}" + (
+            f" ({summary['stopped_by']})" if summary.get("stopped_by") else ""
+        )
+    return status
+
+
+def job_notes(jobs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(job number, reason) for everything the report could not read: unreadable jobs and the
+    rows and figures of readable jobs that it left out."""
+    out = []
+    for job in jobs:
+        if job["summary"].get("status") == "unreadable":
+            out.append((job["dir"].name, str(job["summary"].get("error"))))
+        out += [(job["dir"].name, note) for note in job.get("notes", [])]
+    return out
+
+
+def add_note(job: dict[str, Any], note: str) -> None:
+    """Remember on `job` something of it that the report left out (shown in summary.md and index.html)."""
+    job.setdefault("notes", []).append(note)
+
+
+def job_label(job: dict[str, Any], keys: list[str]) -> str:
+    """`key=value, ...` of the swept keys: what tells this job from the others."""
+    return ", ".join(f"{k}={job['overrides'].get(k)}" for k in keys) or job["dir"].name
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks made spaces: a value from a job folder must not break a table row."""
+    return " ".join(text.splitlines())
