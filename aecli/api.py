@@ -268,13 +268,23 @@ class Sweep:
         """Jobs that did not complete: failed, diverged, interrupted, still missing their summary, or unreadable."""
         return [j for j in self.jobs if not j.ok]
 
-    def best(self, metric: str = "final_val_loss", descending: bool = False) -> SweepJob:
+    def best(self, metric: str = "final_val_loss", descending: bool = False, dataset: Optional[str] = None) -> SweepJob:
         """The completed job with the lowest (or highest) `metric`: a summary field or an analysis
-        metric, as the sweep report sorts (aecli.reporting.report.sort_jobs)."""
-        rows = [{"summary": j.summary, "job": j} for j in self.completed]
+        metric, as the sweep report sorts (aecli.reporting.report.sort_jobs). Jobs on different data
+        sets never rank against each other: a sweep over several needs `dataset`, one of the labels
+        the report uses ("spiral", or "polynomial (dataset.noise=0.1)" where dataset.* is swept)."""
+        rows = [{"summary": j.summary, "overrides": j.overrides, "config": {}, "job": j} for j in self.completed]
+        groups = report_jobs.by_dataset(rows, report_jobs.swept_keys(rows))
+        if dataset is not None and dataset not in groups:
+            raise ValueError(f"no completed job of {self.path} is on {dataset!r}; they are on {', '.join(groups)}")
+        if dataset is None and len(groups) > 1:
+            raise ValueError(
+                f"{self.path} has jobs on {len(groups)} data sets ({', '.join(groups)}), which do not rank "
+                f"against each other: name one, e.g. best(dataset={next(iter(groups))!r})"
+            )
         ranked = [
             r
-            for r in report.sort_jobs(rows, metric, descending)
+            for r in report.sort_jobs(groups[dataset] if dataset is not None else rows, metric, descending)
             if report_jobs.number(report_jobs.job_value(r, metric)) is not None
         ]
         if not ranked:

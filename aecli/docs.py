@@ -294,7 +294,7 @@ GALLERY = (
         "mnist_bottleneck",
         "mnist_bottleneck: the 2-D code of the test digits",
         ("experiment=mnist_bottleneck", "dataset.train_limit=10000", "trainer.epochs=10"),
-        "latent_2d.png",
+        "latent.png",
         "The study's code dropout of 0.8 squeezes the codes onto a line (see [docs/studies/mnist.md]"
         "(docs/studies/mnist.md)).",
         mnist=True,

@@ -92,9 +92,11 @@ def report_stopped_sweep() -> None:
 
 
 class SweepComparison(Callback):
-    """After a multirun: the report files of aecli.reporting.report in the sweep folder."""
+    """After a multirun: the report files of aecli.reporting.report in the sweep folder. `figures`: the
+    per-job figures to compare (error_map.png from the jobs' data on one colour scale, others tiled);
+    the loss curves are always compared, from metrics.csv."""
 
-    def __init__(self, figures: Sequence[str] = ("loss_curve.png",), sort_by: str = "final_val_loss") -> None:
+    def __init__(self, figures: Sequence[str] = ("error_map.png",), sort_by: str = "final_val_loss") -> None:
         from aecli.reporting.report import check_figure_names
 
         check_figure_names(figures, "hydra.callbacks.sweep_comparison.figures")  # before any job runs

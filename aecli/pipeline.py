@@ -343,7 +343,11 @@ def train(
 # -------------------------------------------------------------------------- figures
 def draw_figures(ctx: RunContext) -> dict[str, float]:
     """loss_curve.png, latent.png, reconstruction.png, and the model family's own figures (a VAE's
-    samples); a stop request is answered between two figures."""
+    samples); a stop request is answered between two figures. Nothing with plots.enabled=false (ctx.draw).
+    latent.png and reconstruction.png are the run's only code and reconstruction figures: the
+    studies' analyses draw no copies of them."""
+    if not ctx.draw:
+        return {}
     cfg, data, history, title, run_dir, dpi = ctx.cfg, ctx.data, ctx.history, ctx.title, ctx.run_dir, ctx.dpi
     epochs = [r.epoch for r in history]
     train_loss, val_loss = [r.train_loss for r in history], [r.val_loss for r in history]
@@ -361,7 +365,8 @@ def draw_figures(ctx: RunContext) -> dict[str, float]:
 
 
 def run_analyses(ctx: RunContext) -> dict[str, float]:
-    """The config's analyses (the error map, the studies' own), in order; a stop request is answered between two."""
+    """The config's analyses (the error map, the studies' own), in order; a stop request is answered between two.
+    Each computes its numbers always and draws only where ctx.draw (plots.enabled)."""
     metrics: dict[str, float] = {}
     for name, spec in ctx.cfg.analyses.items():
         signals.check("analyses")

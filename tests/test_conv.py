@@ -249,7 +249,7 @@ def test_the_mnist_bottleneck_study_runs_with_a_conv_net(mnist_env, tmp_path):
     summary = run(compose([*overrides, *mnist_env]), tmp_path / "run")
     assert summary.status == "completed"
     drawn = {p.name for p in (tmp_path / "run").glob("*.png")}
-    assert {"reconstructions.png", "latent_2d.png", "latent_manifold.png", "decoded_point.png"} <= drawn
+    assert {"reconstruction.png", "latent.png", "latent_manifold.png", "decoded_point.png"} <= drawn
     assert {"test_mse", "latent_knn_accuracy"} <= set(summary.metrics)
 
 

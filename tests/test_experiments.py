@@ -33,9 +33,10 @@ def test_nonlinear_2d_sweeps_the_studys_grid_and_compares_it(tmp_path):
     job_cfg = OmegaConf.load(sweep / "7" / ".hydra" / "config.yaml")
     assert (job_cfg.seed, job_cfg.trainer.batch_size, job_cfg.optimizer.lr) == (1337, 32, 1e-3)
     assert job_cfg.dataset.grid_extent == [-4, 4, -4, 4] and job_cfg.model.bias is False
-    for name in ("error_map", "reconstruction", "loss_curve"):
+    for name in ("error_map", "reconstruction", "loss_curves"):
         image = matplotlib.image.imread(sweep / f"comparison_{name}.png")
-        assert image.shape[1] > 2 * image.shape[0]  # a 2 x 5 grid is wide
+        assert image.shape[1] > 2 * image.shape[0]  # a 2 x 5 grid, two panels of curves: wide
+        assert 1100 <= image.shape[1] <= 1300  # readable at page width
 
 
 def test_nonlinear_2d_composes_with_study_settings(tmp_path):

@@ -171,7 +171,7 @@ def test_experiments_compose_with_the_studys_settings():
     assert list(cfg.analyses.latent_manifold.point) == [0.0, -4.0]
     wide, noisy = compose(["experiment=mnist_wide"]), compose(["experiment=mnist_denoising"])
     assert (wide.model.hidden_sizes, wide.model.latent_dim, wide.regularizer.weight_l2) == ([256], 128, 1e-4)
-    assert wide.model.init == "default" and wide.analyses.latent_scatter.dims == 3
+    assert wide.model.init == "default" and wide.analyses.latent_knn.knn_neighbors == 5
     assert (noisy.model.latent_dim, noisy.regularizer.mask_rate, noisy.regularizer.weight_l2) == (32, 0.2, 1e-4)
     assert compose(["experiment=mnist_wide", "dataset=digits"]).dataset.name == "digits"
 
@@ -192,17 +192,12 @@ def test_missing_mnist_stops_the_run_with_the_one_sentence(tmp_path):
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
 
 
-FIGURES = {
-    "mnist_bottleneck": [
-        "reconstructions.png",
-        "encoder_filters.png",
-        "latent_2d.png",
-        "latent_manifold.png",
-        "decoded_point.png",
-    ],
-    "mnist_wide": ["reconstructions.png", "encoder_filters.png", "latent_3d.png"],
-    "mnist_denoising": ["denoising.png", "reconstructions.png", "encoder_filters.png"],
+FIGURES = {  # besides loss_curve.png, latent.png (the codes by digit) and reconstruction.png
+    "mnist_bottleneck": ["encoder_filters.png", "latent_manifold.png", "decoded_point.png"],
+    "mnist_wide": ["encoder_filters.png"],
+    "mnist_denoising": ["denoising.png", "encoder_filters.png"],
 }
+EVERY_RUN = ["loss_curve.png", "latent.png", "reconstruction.png"]
 
 
 FAST = {"mnist_bottleneck": ["analyses.latent_manifold.n=3"], "mnist_wide": [], "mnist_denoising": []}
@@ -217,11 +212,12 @@ def test_experiment_runs_on_tiny_mnist_and_on_digits(experiment, tiny_mnist, run
             *data_overrides,
             "trainer.epochs=1",
             "trainer.batch_size=64",
+            "plots.enabled=true",
             "plots.dpi=20",
             *FAST[experiment],
         )
         assert summary["status"] == "completed", summary
-        assert all((run_dir / f).stat().st_size > 500 for f in FIGURES[experiment])
+        assert all((run_dir / f).stat().st_size > 500 for f in [*EVERY_RUN, *FIGURES[experiment]])
         metrics = summary["metrics"]
         # test_mse is the per-pixel MSE on the held-out images: the logged val loss, recomputed
         assert metrics["test_mse"] == pytest.approx(summary["final_val_loss"], rel=1e-5)
@@ -319,12 +315,12 @@ def test_reconstructions_test_mse_and_denoising_known_answers(tmp_path):
     x = np.random.default_rng(0).uniform(0.5, 1.0, (400, 4))
     ctx = tiny_context(tmp_path, zero_output_model(), x, mask_rate=0.25)
     # a model that outputs zeros scores mean(x^2), on clean and on masked inputs alike
-    assert mnist_analyses.reconstructions(ctx, n_images=3)["test_mse"] == pytest.approx(np.mean(x**2), rel=1e-5)
+    assert mnist_analyses.reconstruction_mse(ctx)["test_mse"] == pytest.approx(np.mean(x**2), rel=1e-5)
     metrics = mnist_analyses.denoising(ctx, n_images=3)
     assert metrics["test_mse_noisy_input"] == pytest.approx(np.mean(x**2), rel=1e-5)
     # the masked images miss a quarter of their pixels: their own MSE is about mean(x^2) / 4
     assert metrics["test_mse_masked_vs_clean"] == pytest.approx(0.25 * np.mean(x**2), rel=0.1)
-    assert (tmp_path / "reconstructions.png").exists() and (tmp_path / "denoising.png").exists()
+    assert (tmp_path / "denoising.png").exists() and not (tmp_path / "reconstructions.png").exists()
     with pytest.raises(ConfigError, match="analyses.denoising.mask_rate=0.0"):
         mnist_analyses.denoising(tiny_context(tmp_path, zero_output_model(), x, mask_rate=0.0))
 
@@ -339,7 +335,7 @@ def test_encoder_filters_are_first_layer_weight_rows(tmp_path):
     assert (tmp_path / "encoder_filters.png").exists()
 
 
-def test_latent_scatter_knn_accuracy_and_manifold(tmp_path):
+def test_latent_knn_accuracy_and_manifold(tmp_path):
     model = code_to_pixels_model()
     with torch.no_grad():  # encoder: the code is the image's first two pixels
         model.encoder[0].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0]]))
@@ -349,13 +345,14 @@ def test_latent_scatter_knn_accuracy_and_manifold(tmp_path):
     x = np.zeros((200, 4))
     x[:, 0], x[:, 1] = labels * 10 + rng.uniform(0, 1, 200), rng.uniform(0, 1, 200)  # 10 far-apart clusters
     ctx = tiny_context(tmp_path, model, x, train_labels=labels, val_labels=labels)
-    assert mnist_analyses.latent_scatter(ctx)["latent_knn_accuracy"] == 1.0
+    assert mnist_analyses.latent_knn(ctx)["latent_knn_accuracy"] == 1.0
     shuffled = tiny_context(tmp_path, model, x, train_labels=labels, val_labels=rng.permutation(labels))
-    assert mnist_analyses.latent_scatter(shuffled)["latent_knn_accuracy"] < 0.3
+    assert mnist_analyses.latent_knn(shuffled)["latent_knn_accuracy"] < 0.3
     mnist_analyses.latent_manifold(ctx, n=3)
-    assert all((tmp_path / f).exists() for f in ("latent_2d.png", "latent_manifold.png", "decoded_point.png"))
-    with pytest.raises(ConfigError, match="latent_scatter.dims=3 is not allowed"):
-        mnist_analyses.latent_scatter(ctx, dims=3)
+    assert all((tmp_path / f).exists() for f in ("latent_manifold.png", "decoded_point.png"))
+    assert not {"latent_2d.png", "latent_3d.png"} & {p.name for p in tmp_path.iterdir()}  # latent.png has them
+    with pytest.raises(ConfigError, match="latent_knn.knn_neighbors=0 is not allowed"):
+        mnist_analyses.latent_knn(ctx, knn_neighbors=0)
 
 
 def test_integer_colours_get_one_discrete_colour_per_digit():

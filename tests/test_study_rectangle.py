@@ -30,7 +30,7 @@ from aecli.data import Rectangle
 from aecli.models import MLPAutoencoder
 from aecli.run_files import load_checkpoint
 
-TINY = ["trainer.epochs=2", "dataset.n=24", "plots.error_map_resolution=20", "plots.dpi=40"]
+TINY = ["trainer.epochs=2", "dataset.n=24", "plots.error_map_resolution=20", "plots.enabled=true", "plots.dpi=40"]
 CPU = torch.device("cpu")
 
 
@@ -172,7 +172,7 @@ def test_gd_vs_sgd_sweep_logs_every_step_and_sgd_jumps_more(tmp_path):
 
 
 def test_l1_penalty_makes_activations_sparser_than_none(run_in_process):
-    common = ["experiment=activation_penalty", "trainer.epochs=8", "dataset.n=24", "plots.dpi=40"]
+    common = ["experiment=activation_penalty", "trainer.epochs=8", "dataset.n=24", "plots.enabled=true", "plots.dpi=40"]
     plain, _ = run_in_process(*common, "regularizer=none")
     l1, run_dir = run_in_process(*common, "regularizer=activation_l1", "regularizer.activation_l1=1.0")
     assert (run_dir / "activations.png").is_file()

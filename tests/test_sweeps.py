@@ -35,16 +35,18 @@ def test_every_multirun_ends_with_a_report(four_job_sweep):
     assert {(r["dataset"], r["model"]) for r in rows} == {
         (d, m) for d in ("polynomial", "spiral") for m in ("linear", "tanh")
     }
-    losses = [float(r["final_val_loss"]) for r in rows]
-    assert losses == sorted(losses)  # sorted by the default metric, lowest first
-    assert [r["best"] for r in rows] == ["yes", "", "", ""]
+    assert [r["dataset"] for r in rows] == ["polynomial", "polynomial", "spiral", "spiral"]  # a data set, then the next
+    for part in (rows[:2], rows[2:]):  # sorted by the default metric within each data set, its best marked
+        losses = [float(r["final_val_loss"]) for r in part]
+        assert losses == sorted(losses) and [r["best"] for r in part] == ["yes", ""]
     for r in rows:  # the numbers are each job's own
         assert float(r["final_val_loss"]) == read_summary(four_job_sweep / r["job"])["final_val_loss"]
         assert float(r["steps_per_second"]) > 0 and float(r["wall_seconds"]) > 0
     md = (four_job_sweep / "summary.md").read_text()
     assert md.count("\n| ") == 5 and "best**" in md  # header + 4 rows
-    for name in ["comparison_error_map.png", "comparison_loss_curve.png", "comparison_loss_curves.png", "index.html"]:
+    for name in ["comparison_error_map.png", "comparison_loss_curves.png", "index.html"]:
         assert (four_job_sweep / name).is_file(), name
+    assert not (four_job_sweep / "comparison_loss_curve.png").exists()  # one name per figure
 
 
 def test_a_failing_job_is_reported_and_the_others_still_run(tmp_path):
@@ -75,9 +77,9 @@ def test_aecli_report_rebuilds_a_partial_sweep(four_job_sweep, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "4 jobs (3 completed, 1 missing)" in proc.stdout
     rows = summary_rows(partial)
-    assert [r["status"] for r in rows][-1] == "missing" and len(rows) == 4
-    seconds = [float(r["wall_seconds"]) for r in rows[:3]]
-    assert seconds == sorted(seconds, reverse=True)
+    assert [r["status"] for r in rows][-1] == "missing" and len(rows) == 4  # job 2 (spiral): last of its data set
+    seconds = [float(r["wall_seconds"]) for r in rows[:2]]  # polynomial's two, ranked among themselves
+    assert [r["dataset"] for r in rows[:2]] == ["polynomial"] * 2 and seconds == sorted(seconds, reverse=True)
     bad = subprocess.run(
         [sys.executable, "-m", "aecli.reporting.report", str(tmp_path / "nowhere")], capture_output=True, text=True
     )

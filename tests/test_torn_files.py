@@ -245,14 +245,14 @@ def test_a_hostile_hydra_file_makes_only_its_job_unreadable(copy, case):
 
 
 def test_a_truncated_png_gets_a_placeholder_tile_and_a_note(copy):
-    figure = copy / "0" / "loss_curve.png"
+    figure = copy / "0" / "latent.png"
     figure.write_bytes(figure.read_bytes()[:300])
-    result = build_report(copy, figures=("loss_curve.png",))
-    assert "comparison_loss_curve.png" in result["files"] and (copy / "comparison_loss_curve.png").is_file()
+    result = build_report(copy, figures=("latent.png",))
+    assert "comparison_latent.png" in result["files"] and (copy / "comparison_latent.png").is_file()
     assert result["statuses"] == {"completed": 3}  # only a figure is bad: the job keeps its status
-    assert "- job 0: loss_curve.png: could not read it (" in (copy / "summary.md").read_text()
-    assert "loss_curve.png: could not read it" in (copy / "index.html").read_text()
-    grid = np.asarray(__import__("matplotlib.image", fromlist=["imread"]).imread(copy / "comparison_loss_curve.png"))
+    assert "- job 0: latent.png: could not read it (" in (copy / "summary.md").read_text()
+    assert "latent.png: could not read it" in (copy / "index.html").read_text()
+    grid = np.asarray(__import__("matplotlib.image", fromlist=["imread"]).imread(copy / "comparison_latent.png"))
     assert grid.std() > 0.01
 
 
@@ -271,7 +271,7 @@ def test_report_files_replace_links_planted_in_the_sweep_folder(copy, tmp_path):
 
 def test_aecli_report_reports_every_damage_at_once_and_exits_0(copy, tmp_path):
     tear_last_line(copy / "0" / "metrics.csv", 3)
-    (copy / "0" / "loss_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (copy / "0" / "error_map.npz").write_bytes(b"PK\x03\x04")  # the error map's data, torn
     (copy / "1" / "summary.json").write_text('{"status": "completed",\n "final_val_loss": 0.1,\n')
     (copy / "2" / ".hydra" / "config.yaml").write_text(alias_bomb("mapping"))
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -283,4 +283,4 @@ def test_aecli_report_reports_every_damage_at_once_and_exits_0(copy, tmp_path):
     assert table["2"]["status"].startswith("unreadable: .hydra/config.yaml uses the YAML anchor")
     assert table["0"]["status"] == "completed" and table["0"]["best"] == "yes"
     md = (copy / "summary.md").read_text()
-    assert "job 0: metrics.csv: dropped 1 unreadable row" in md and "job 0: loss_curve.png: could not read it" in md
+    assert "job 0: metrics.csv: dropped 1 unreadable row" in md and "job 0: error_map.npz: could not read it" in md

@@ -11,7 +11,8 @@ them under `analyses:` and the pipeline calls each after training:
         n: 2500                                     # keyword arguments after ctx
 
 An analysis is a function `(ctx: RunContext, **settings) -> dict[str, float]`: it writes
-its figures into ctx.run_dir and returns numbers for summary.json's "metrics".
+its figures into ctx.run_dir (only where ctx.draw: plots.enabled=false means no PNG) and
+returns numbers for summary.json's "metrics".
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ class RunContext:
     def fast_dev_run(self) -> bool:
         """A smoke run (trainer.fast_dev_run); also read from a partial config without `trainer`."""
         return bool(OmegaConf.select(self.cfg, "trainer.fast_dev_run", default=False))
+
+    @property
+    def draw(self) -> bool:
+        """Whether to write figures (plots.enabled): false means no PNG at all, while every analysis
+        still computes and returns its numbers. Also read from a partial config without `plots`."""
+        return bool(OmegaConf.select(self.cfg, "plots.enabled", default=True))
 
     def size(self, full: int, small: int) -> int:
         """`full` in a normal run; at most `small` in a smoke run, where an analysis still does all its

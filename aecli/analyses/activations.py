@@ -67,6 +67,18 @@ def activation_histograms(
         )
     everything = np.concatenate([a.ravel() for a in layers])
     metrics = {"sparsity": sparsity(everything, threshold), "mean_abs_activation": float(np.abs(everything).mean())}
+    for i, acts in enumerate(layers):
+        metrics[f"sparsity_layer{i + 1}"] = sparsity(acts, threshold)
+    if ctx.draw:
+        draw_histograms(ctx, layers, metrics, threshold, bins, file)
+    return metrics
+
+
+def draw_histograms(
+    ctx: RunContext, layers: list[np.ndarray], metrics: dict[str, float], threshold: float, bins: int, file: str
+) -> None:
+    """One histogram per hidden layer (log counts), on one activation range; the title gives the penalty."""
+    everything = np.concatenate([a.ravel() for a in layers])
     n_enc = sum(1 for m in ctx.model.encoder.modules() if m in ctx.model.activation_modules())  # the encoder's layers
 
     cols = min(3, len(layers))
@@ -75,8 +87,7 @@ def activation_histograms(
     top = float(max(everything.max(), threshold))
     low = float(min(everything.min(), 0.0))
     for i, (ax, acts) in enumerate(zip(axes.ravel(), layers)):
-        share = sparsity(acts, threshold)
-        metrics[f"sparsity_layer{i + 1}"] = share
+        share = metrics[f"sparsity_layer{i + 1}"]
         ax.hist(acts.ravel(), bins=bins, range=(low, top), color="C0")
         ax.set_yscale("log")
         where = f"encoder hidden {i + 1}" if i < n_enc else f"decoder hidden {i + 1 - n_enc}"
@@ -99,4 +110,3 @@ def activation_histograms(
         f"mean |h| = {metrics['mean_abs_activation']:.3g}"
     )
     save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
-    return metrics

@@ -24,7 +24,7 @@ from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, encode, evaluating  # noqa: E402
 from aecli.errors import ConfigError  # noqa: E402
-from aecli.reporting.plots import save_figure  # noqa: E402
+from aecli.reporting.plots import save_figure, tidy_ticks  # noqa: E402
 
 
 # ----------------------------------------------------------------- numbers
@@ -76,9 +76,9 @@ def latent_histograms(ctx: RunContext, bins: Union[int, str] = "auto") -> dict[s
     curves = d.train if d.val_name == "training" else torch.cat([d.train, d.val])  # val is train when no hold-out
     curves = curves[: ctx.size(len(curves), 256)]
     codes = encode(ctx.model, ctx.tensor(curves))
-    plot_histograms(
-        codes, bins, f"{ctx.title}: code of all {len(codes)} curves", ctx.run_dir / "latent_histograms.png", ctx.dpi
-    )
+    if ctx.draw:
+        title = f"{ctx.title}: code of all {len(codes)} curves"
+        plot_histograms(codes, bins, title, ctx.run_dir / "latent_histograms.png", ctx.dpi)
     metrics: dict[str, float] = {}
     for k in range(codes.shape[1]):
         metrics[f"c{k + 1}_mean"] = float(codes[:, k].mean())
@@ -115,9 +115,9 @@ def latent_inversion(
     target = beta_dist.logpdf(grid, alpha, beta)
     maxiter = 2 if ctx.fast_dev_run else None
     fit = invert_decoder(ctx.model.decoder, target, start, ctx.device, ctx.dtype, maxiter)
-    plot_inversion(
-        grid, target, fit["decoded"], alpha, beta, fit["code"], ctx.run_dir / "latent_inversion.png", ctx.dpi
-    )
+    if ctx.draw:
+        path = ctx.run_dir / "latent_inversion.png"
+        plot_inversion(grid, target, fit["decoded"], alpha, beta, fit["code"], path, ctx.dpi)
     metrics = {"inversion_residual": fit["residual"], "inversion_nfev": float(fit["nfev"])}
     metrics.update({f"inversion_c{k + 1}": float(c) for k, c in enumerate(fit["code"])})
     return metrics
@@ -131,6 +131,7 @@ def plot_histograms(codes: np.ndarray, bins: Union[int, str], title: str, path: 
     for k, ax in enumerate(axes[0]):
         ax.hist(codes[:, k], bins=bins, color="tab:blue", alpha=0.75, edgecolor="tab:blue")
         ax.set(xlabel=f"c_{k + 1}", ylabel="Count")
+        tidy_ticks(ax, axes="x")
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi)
@@ -152,10 +153,11 @@ def plot_inversion(
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))
     ax0.plot(grid, target_pdf, label=f"α={alpha:.4f}, β={beta:.4f}")
     ax0.plot(grid, fitted_pdf, label=code_text)
-    ax0.legend()
+    ax0.legend(loc="best", framealpha=0.85, fontsize=8)
     ax0.set(xlabel="x", ylabel="β(x; α, β)", title="PDF")
     ax1.plot(grid, target_pdf - fitted_pdf)
     names = ", ".join(f"c_{k + 1}" for k in range(len(code)))
     ax1.set(xlabel="x", ylabel="Error", title=f"β(x; α, β) − β_NN(x; {names})")
+    tidy_ticks(ax1, axes="y")
     fig.tight_layout()
     save_figure(fig, path, dpi)

@@ -1,18 +1,23 @@
 """The reconstruction-error map of a 2-D run (the nonlinear_2d study's figure), an analysis like the
-studies' own: conf/config.yaml names it for every run, and it draws only where the data is 2-D
+studies' own: conf/config.yaml names it for every run, and it works only where the data is 2-D
 and the data set gives a window (`dataset.grid_extent`).
 
-error_map.png shows ||x_hat - x|| over a resolution x resolution grid of the window, beside the
-region where it is below `threshold` (the study's thresholded map); the number it reports,
-`error_map_share_below_threshold`, is that region's share of the window.
+error_map.png shows ||x_hat - x|| over a resolution x resolution grid of the window (log colour
+scale, training data on top), beside the region where it is below `threshold` (the study's
+thresholded map); the number it reports, `error_map_share_below_threshold`, is that region's share
+of the window. error_map.npz keeps the grid, the window, the threshold and (a sample of) the
+training data: the sweep report draws every job's map from it on one colour scale.
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from aecli.analyses import RunContext, error_grid
 from aecli.errors import ConfigError
+from aecli.reporting.comparison import ERROR_MAP_DATA, MAX_MAP_POINTS, write_error_map_data
 
 log = logging.getLogger("aecli")
 
@@ -31,8 +36,13 @@ def error_map(ctx: RunContext, resolution: int = 500, threshold: float = 0.1) ->
             f"analyses.error_map: resolution={resolution}, threshold={threshold} is not allowed: use >= 2 and > 0"
         )
     err = error_grid(ctx.model, data.grid_extent, ctx.size(resolution, 50), ctx.device)
-    if ctx.cfg.plots.enabled:
+    train = data.train.double().cpu().numpy()
+    if len(train) > MAX_MAP_POINTS:  # a seeded sample: the map shows where the data lies, not every point
+        train = train[np.sort(np.random.default_rng(0).choice(len(train), MAX_MAP_POINTS, replace=False))]
+    write_error_map_data(ctx.run_dir / ERROR_MAP_DATA, err, data.grid_extent, threshold, train)
+    if ctx.draw:
         from aecli.reporting import plots
 
-        plots.error_map(err, data.grid_extent, threshold, ctx.title, ctx.run_dir / "error_map.png", ctx.dpi)
+        path = ctx.run_dir / "error_map.png"
+        plots.error_map(err, data.grid_extent, threshold, ctx.title, path, ctx.dpi, data=train)
     return {"error_map_share_below_threshold": float((err < threshold).mean())}

@@ -3,16 +3,17 @@
 Each works on any image data set (data.image_shape; MNIST 28x28, digits 8x8) and
 evaluates the trained model in eval mode (no code dropout), leaving it as it was:
 
-  reconstructions  test images beside their reconstructions; test_mse
-  encoder_filters  first-layer weight rows of a seeded choice of hidden units, as images
-  latent_scatter   the test codes coloured by digit (2-D, or 3-D: the first three coordinates);
-                   latent_knn_accuracy, how well the codes alone tell the digits apart
-  latent_manifold  a 2-D code only: images decoded from a grid over the test codes' range,
-                   and from one chosen code (the study's z = (0, -4))
-  denoising        masked / reconstructed / clean test images; test_mse_noisy_input
+  reconstruction_mse  test_mse, over the whole test set (the images: the run's reconstruction.png)
+  encoder_filters     first-layer weight rows of a seeded choice of hidden units, as images
+  latent_knn          latent_knn_accuracy, how well the codes alone tell the digits apart (the codes
+                      coloured by digit: the run's latent.png, 2-D, or the first three coordinates)
+  latent_manifold     a 2-D code only: images decoded from a grid over the test codes' range,
+                      and from one chosen code (the study's z = (0, -4))
+  denoising           masked / reconstructed / clean test images; test_mse_noisy_input
 
 A smoke run (trainer.fast_dev_run) works on the first 256 test (512 training) images, draws 3
-example images, 2 filters and a 3 x 3 manifold grid.
+example images, 2 filters and a 3 x 3 manifold grid. With plots.enabled=false (ctx.draw) nothing is
+drawn and every number is still computed.
 """
 
 from __future__ import annotations
@@ -59,25 +60,14 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
 
 
-# ------------------------------------------------------------------ reconstructions
-def reconstructions(ctx: RunContext, n_images: int = 10, seed: int = 0) -> dict[str, float]:
-    """reconstructions.png: a seeded pick of test images above their reconstructions.
-    test_mse: mean squared error per pixel over the whole test set (no weight penalty)."""
-    shape = _image_shape(ctx, "reconstructions")
+# ------------------------------------------------------------------ reconstruction error
+def reconstruction_mse(ctx: RunContext) -> dict[str, float]:
+    """test_mse: mean squared error per pixel over the whole test set (no weight penalty). The images
+    and their reconstructions are the run's reconstruction.png; this analysis draws no second copy."""
+    _image_shape(ctx, "reconstruction_mse")
     x = _test_images(ctx).numpy()
     _, x_hat = encode_reconstruct(ctx.model, ctx.tensor(x))
-    test_mse = mse(x_hat, x)
-    pick = _seeded_pick(len(x), ctx.size(n_images, 3), seed)
-    plots.image_pairs(
-        x[pick],
-        x_hat[pick],
-        shape,
-        ["original", "reconstruction"],
-        f"{ctx.title}: {ctx.data.val_name} images and reconstructions (MSE {test_mse:.4f})",
-        ctx.run_dir / "reconstructions.png",
-        ctx.dpi,
-    )
-    return {"test_mse": test_mse}
+    return {"test_mse": mse(x_hat, x)}
 
 
 # ------------------------------------------------------------------ encoder filters
@@ -107,6 +97,8 @@ def encoder_filters(ctx: RunContext, n_filters: int = 5, seed: int = 0, cmap: st
     shape = _image_shape(ctx, "encoder_filters")
     layer = first_layer(ctx.model)
     units = _seeded_pick(n_units(layer), ctx.size(n_filters, 2), seed)
+    if not ctx.draw:
+        return {}
     images = filter_images(ctx.model, units, shape)
     lo, hi = float(images.min()), float(images.max())
     if lo == hi:  # all equal (e.g. zero weights): still a readable colour bar
@@ -133,39 +125,16 @@ def knn_accuracy(
     return float(knn.score(test_codes, test_labels))
 
 
-def latent_scatter(
-    ctx: RunContext, dims: int = 2, point_size: float = 4.0, alpha: float = 0.8, knn_neighbors: int = 5
-) -> dict[str, float]:
-    """latent_2d.png or latent_3d.png: the test codes' first `dims` coordinates, one colour per digit.
-    latent_knn_accuracy: k-nearest-neighbour digit accuracy of the full test codes against the
-    training codes (the study: "we could make a pretty good classifier out of this")."""
-    if dims not in (2, 3):
-        raise ConfigError(f"analyses.latent_scatter.dims={dims} is not allowed: use 2 or 3")
-    if ctx.model.latent_dim < dims:
-        raise ConfigError(
-            f"analyses.latent_scatter.dims={dims} is not allowed: the code has only "
-            f"model.latent_dim={ctx.model.latent_dim} coordinates"
-        )
+def latent_knn(ctx: RunContext, knn_neighbors: int = 5) -> dict[str, float]:
+    """latent_knn_accuracy: k-nearest-neighbour digit accuracy of the full test codes against the
+    training codes (the study: "we could make a pretty good classifier out of this"). The codes
+    coloured by digit are the run's latent.png (2-D, or the first three coordinates in 3-D)."""
+    if knn_neighbors < 1:
+        raise ConfigError(f"analyses.latent_knn.knn_neighbors={knn_neighbors} is not allowed: use 1 or more")
     test = _test_images(ctx)
     codes, _ = encode_reconstruct(ctx.model, ctx.tensor(test))
-    colors, ticks = plots.color_kwargs(ctx.data.val_color[: len(test)])
-    names = [f"z_{i}" for i in range(dims)]
-    shown = f"first {dims} of {codes.shape[1]} code coordinates" if codes.shape[1] > dims else f"{dims}-D code"
-    if dims == 2:
-        fig, ax = plt.subplots(figsize=(8, 7))
-        sc = ax.scatter(codes[:, 0], codes[:, 1], s=point_size, alpha=alpha, **colors)
-        ax.set(xlabel=names[0], ylabel=names[1])
-    else:
-        fig = plt.figure(figsize=(9, 8))
-        ax = fig.add_subplot(projection="3d")
-        sc = ax.scatter(codes[:, 0], codes[:, 1], codes[:, 2], s=point_size, alpha=alpha, **colors)
-        ax.set(xlabel=names[0], ylabel=names[1], zlabel=names[2])
-    ax.set_title(f"{ctx.title}: {shown} of the {len(codes)} {ctx.data.val_name} images")
-    fig.colorbar(sc, ax=ax, label=ctx.data.color_label, ticks=ticks, shrink=0.8, pad=0.1 if dims == 3 else 0.03)
-    plots.save_figure(fig, ctx.run_dir / f"latent_{dims}d.png", ctx.dpi)
-
     metrics: dict[str, float] = {}
-    if knn_neighbors > 0 and ctx.data.train_labels is not None and ctx.data.val_labels is not None:
+    if ctx.data.train_labels is not None and ctx.data.val_labels is not None:
         train = ctx.data.train[: ctx.size(len(ctx.data.train), 512)]
         train_codes, _ = encode_reconstruct(ctx.model, ctx.tensor(train))
         metrics["latent_knn_accuracy"] = knn_accuracy(
@@ -212,6 +181,8 @@ def latent_manifold(
     flat = hi <= lo  # every code alike in a coordinate (zero init, barely trained): span +-1 around it
     lo, hi = lo - flat, hi + flat
     n = ctx.size(n, 3)
+    if not ctx.draw:
+        return {}
     z0s, z1s, images = decode_grid(ctx.model, (lo[0], hi[0]), (lo[1], hi[1]), n, shape)
 
     h, w = shape
@@ -228,8 +199,8 @@ def latent_manifold(
         extent=(z0s[0] - half0, z0s[-1] + half0, z1s[-1] - half1, z1s[0] + half1),
     )
     ax.set(
-        xlabel="z_0",
-        ylabel="z_1",
+        xlabel="z1",
+        ylabel="z2",
         title=f"{ctx.title}: images decoded from a {n} x {n} grid over the {ctx.data.val_name} codes' range",
     )
     fig.colorbar(im, ax=ax, label="pixel value (clipped to [0, 1])", shrink=0.8)
@@ -248,8 +219,8 @@ def plot_decoded_point(ctx: RunContext, codes: np.ndarray, point: Sequence[float
     colors, ticks = plots.color_kwargs(ctx.data.val_color[: len(codes)])
     sc = ax_codes.scatter(codes[:, 0], codes[:, 1], s=2, alpha=0.6, **colors)
     ax_codes.scatter(z[:, 0], z[:, 1], marker="x", s=120, c="red", linewidths=2.5, label=f"z = {tuple(point)}")
-    ax_codes.set(xlabel="z_0", ylabel="z_1", title=f"{ctx.data.val_name} codes and the chosen z")
-    ax_codes.legend(loc="best")
+    ax_codes.set(xlabel="z1", ylabel="z2", title=f"{ctx.data.val_name} codes and the chosen z")
+    ax_codes.legend(loc="best", framealpha=0.85)
     fig.colorbar(sc, ax=ax_codes, label=ctx.data.color_label, ticks=ticks)
     ax_img.imshow(image, cmap="gray", vmin=0, vmax=1)
     ax_img.set(xticks=[], yticks=[], title=f"decoded from z = {tuple(point)}")
@@ -274,6 +245,9 @@ def denoising(ctx: RunContext, mask_rate: Optional[float] = None, n_images: int 
     _, x_hat = encode_reconstruct(ctx.model, ctx.tensor(noisy_t))
     clean, noisy = clean_t.numpy(), noisy_t.numpy()
     noisy_mse = mse(x_hat, clean)
+    metrics = {"test_mse_noisy_input": noisy_mse, "test_mse_masked_vs_clean": mse(noisy, clean)}
+    if not ctx.draw:
+        return metrics
     pick = _seeded_pick(len(clean), ctx.size(n_images, 3), seed)
     plots.image_pairs(
         noisy[pick],
@@ -285,4 +259,4 @@ def denoising(ctx: RunContext, mask_rate: Optional[float] = None, n_images: int 
         ctx.dpi,
         clean[pick],
     )
-    return {"test_mse_noisy_input": noisy_mse, "test_mse_masked_vs_clean": mse(noisy, clean)}
+    return metrics

@@ -31,7 +31,7 @@ from aecli.analyses import RunContext, decode, encode
 from aecli.errors import ConfigError  # noqa: E402
 from aecli.models import Autoencoder
 from aecli.reporting.csv_files import read_columns
-from aecli.reporting.plots import save_figure
+from aecli.reporting.plots import data_overlay, loss_scale, save_figure, tidy_ticks
 from aecli.run_files import STEPS_FILE, confined  # noqa: E402
 
 CMAP = "viridis"
@@ -125,6 +125,9 @@ def latent_over_inputs(
     _require_1d_code(ctx, "latent_over_inputs")
     x = _training_points(ctx)
     z = encode_1d(ctx.model, ctx.tensor(x))
+    metrics = {"code_min": float(z.min()), "code_max": float(z.max())}
+    if not ctx.draw:
+        return metrics
     fig, ax = plt.subplots(figsize=(8, 5))
     sc = ax.scatter(x[:, 0], x[:, 1], c=z, cmap=CMAP, s=25)
     fig.colorbar(sc, ax=ax, label="latent value z")
@@ -136,8 +139,9 @@ def latent_over_inputs(
         title=f"Latent value of the training data in the input space\nmodel: {_model_label(ctx)}",
     )
     ax.grid(alpha=0.3)
+    tidy_ticks(ax)
     save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
-    return {"code_min": float(z.min()), "code_max": float(z.max())}
+    return metrics
 
 
 def decoder_image(
@@ -157,17 +161,19 @@ def decoder_image(
     _require_1d_code(ctx, "decoder_image")
     z = _codes(z_min, z_max, ctx.size(n_z, 50))
     x = _training_points(ctx).astype(np.float64)
-    fig, axes = plt.subplots(1, 2, figsize=(15, 5), layout="constrained")
     metrics: dict[str, float] = {}
-    for ax, model, state, prefix in [
-        (axes[0], ctx.model, "trained", ""),
-        (axes[1], ctx.initial_model, "untrained", "untrained_"),
-    ]:
-        curve = decoder_curve(model, z)
+    curves = {}
+    for model, prefix in [(ctx.model, ""), (ctx.initial_model, "untrained_")]:
+        curve = curves[prefix] = decoder_curve(model, z)
         dist = distance_to_polyline(x, curve)
         metrics[f"{prefix}curve_length_in_box"] = length_inside(curve, extent)
         metrics[f"{prefix}data_near_curve_share"] = float(np.mean(dist < near))
         metrics[f"{prefix}data_curve_distance_mean"] = float(dist.mean())
+    if not ctx.draw:
+        return metrics
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5), layout="constrained")
+    for ax, state, prefix in [(axes[0], "trained", ""), (axes[1], "untrained", "untrained_")]:
+        curve = curves[prefix]
         ax.scatter(x[:, 0], x[:, 1], s=12, c="0.8", label="training data")
         sc = ax.scatter(curve[:, 0], curve[:, 1], c=z, cmap=CMAP, s=6, label=f"decoder(z), z in [{z_min:g}, {z_max:g}]")
         ax.set(
@@ -178,7 +184,8 @@ def decoder_image(
             title=f"{state}: {metrics[f'{prefix}data_near_curve_share']:.0%} of the data within {near:g} of the curve",
         )
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
+        tidy_ticks(ax)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8, frameon=False)
     fig.colorbar(sc, ax=axes, label="latent value z", shrink=0.9)
     fig.suptitle(f"Latent space embedded in the input space, model: {_model_label(ctx)}")
     save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
@@ -214,19 +221,42 @@ def encoder_shift(
     dist = distance_to_polyline(grid, curve)
     x = _training_points(ctx).astype(np.float64)
     data_shift = encoder_shift_grid(ctx.source_model, ctx.model, x, ctx.device, ctx.dtype)
+    is_near, is_far = dist < near, dist > far
+    metrics = {
+        "shift_mean_data": float(data_shift.mean()),
+        "shift_mean_grid": float(shift.mean()),
+        "shift_mean_near_curve": float(shift[is_near].mean()) if is_near.any() else float("nan"),
+        "shift_mean_far_from_curve": float(shift[is_far].mean()) if is_far.any() else float("nan"),
+        "shift_distance_rank_correlation": rank_correlation(shift, dist),
+    }
+    if ctx.draw:
+        draw_encoder_shift(ctx, shift.reshape(resolution, resolution), extent, curve, x, (z_min, z_max), file)
+    return metrics
 
+
+def draw_encoder_shift(
+    ctx: RunContext,
+    shift: np.ndarray,
+    extent: Sequence[float],
+    curve: np.ndarray,
+    x: np.ndarray,
+    z_range: tuple[float, float],
+    file: str,
+) -> None:
+    """The shift over the grid, the frozen decoder's curve (red) and the training data on top."""
     fig, ax = plt.subplots(figsize=(7.5, 6))
     im = ax.imshow(
-        shift.reshape(resolution, resolution),
+        shift,
         origin="lower",
-        extent=(extent[0], extent[1], extent[2], extent[3]),  # four values: grid_points unpacked them
+        extent=(extent[0], extent[1], extent[2], extent[3]),
         cmap=CMAP,
         interpolation="nearest",
         aspect="auto",
     )
     fig.colorbar(im, ax=ax, label="|z_new - z_old|")
-    ax.plot(curve[:, 0], curve[:, 1], color="red", lw=1.5, label=f"frozen decoder's curve, z in [{z_min:g}, {z_max:g}]")
-    ax.scatter(x[:, 0], x[:, 1], s=6, c="white", edgecolors="none", label="training data")
+    label = f"frozen decoder's curve, z in [{z_range[0]:g}, {z_range[1]:g}]"
+    ax.plot(curve[:, 0], curve[:, 1], color="red", lw=1.5, label=label)
+    data_overlay(ax, x)
     ax.set(
         xlim=extent[:2],
         ylim=extent[2:],
@@ -234,17 +264,8 @@ def encoder_shift(
         ylabel="x2",
         title=f"Code change of a new encoder under the frozen decoder\n{ctx.title}",
     )
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8, frameon=False)
     save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
-
-    is_near, is_far = dist < near, dist > far
-    return {
-        "shift_mean_data": float(data_shift.mean()),
-        "shift_mean_grid": float(shift.mean()),
-        "shift_mean_near_curve": float(shift[is_near].mean()) if is_near.any() else float("nan"),
-        "shift_mean_far_from_curve": float(shift[is_far].mean()) if is_far.any() else float("nan"),
-        "shift_distance_rank_correlation": rank_correlation(shift, dist),
-    }
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -265,6 +286,19 @@ def step_loss_variability(ctx: RunContext, file: str = "loss_per_step.png") -> d
             f"trainer.log_steps={ctx.cfg.trainer.log_steps} is not allowed: the "
             f"step_loss_variability analysis needs trainer.log_steps=true and at least 2 steps"
         )
+    tail = losses[-max(1, len(losses) // 100) :]  # the last 1% of steps
+    metrics = {
+        "steps_logged": float(len(losses)),
+        "step_log_loss_change_std": log_step_variability(losses) if len(losses) > 1 else math.nan,
+        "final_step_loss_mean": float(tail.mean()),
+    }
+    if ctx.draw:
+        draw_step_losses(ctx, losses, file)
+    return metrics
+
+
+def draw_step_losses(ctx: RunContext, losses: np.ndarray, file: str) -> None:
+    """The loss of every step on a 0-1 share-of-training axis, log scale where it spans decades."""
     t = ctx.cfg.trainer
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(
@@ -276,19 +310,12 @@ def step_loss_variability(ctx: RunContext, file: str = "loss_per_step.png") -> d
         alpha=0.7,
         label=f"{ctx.cfg.optimizer.name}, batch {t.batch_size}, lr {ctx.cfg.optimizer.lr:g}",
     )
-    if losses.min() > 0:
-        ax.set_yscale("log")
+    loss_scale(ax, list(losses))
     ax.set(
         xlabel="share of training steps (0 = first, 1 = last)",
         ylabel=f"{t.loss} loss of the step's batch",
         title=f"{ctx.title}: loss per optimizer step ({len(losses)} steps)",
     )
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(loc="best", framealpha=0.85)
     save_figure(fig, confined(ctx.run_dir, file), ctx.dpi)
-    tail = losses[-max(1, len(losses) // 100) :]  # the last 1% of steps
-    return {
-        "steps_logged": float(len(losses)),
-        "step_log_loss_change_std": log_step_variability(losses) if len(losses) > 1 else math.nan,
-        "final_step_loss_mean": float(tail.mean()),
-    }

@@ -1,8 +1,10 @@
 """swiss_roll study: how well the 3-2-3 MLP autoencoder rebuilds the roll it trained on, and a fresh roll.
 
 Two analyses, named in conf/experiment/swiss_roll.yaml:
-  training_roll  RMSE on the training roll, its 2-D code and its decoded roll
-  new_roll       the same for a freshly drawn roll (more points, more noise, its own min-max scaling)
+  training_roll  RMSE on the training roll and its decoded roll (decoded_training_roll.png; its 2-D
+                 code is the run's latent.png: the validation set is the training roll)
+  new_roll       the same for a freshly drawn roll (more points, more noise, its own min-max scaling),
+                 with its code (encoded_new_roll.png) and decoded roll (decoded_new_roll.png)
 
 Each RMSE is reported twice, because the study measured in a way that is easy to misread:
   <key>_rmse             eval mode: dropout off, BatchNorm with its running statistics (what the
@@ -13,7 +15,8 @@ Each RMSE is reported twice, because the study measured in a way that is easy to
                          BatchNorm running statistics stay untouched.
 
 A smoke run (trainer.fast_dev_run) scores the first 200 points of the training roll and a new
-roll of 200 points.
+roll of 200 points. Colours: viridis for the roll parameter t (the study's jet is not perceptually
+uniform); nothing is drawn with plots.enabled=false (ctx.draw), the RMSEs are still computed.
 """
 
 from __future__ import annotations
@@ -32,9 +35,9 @@ import torch  # noqa: E402
 from aecli.analyses import RunContext, evaluating  # noqa: E402
 from aecli.errors import ConfigError  # noqa: E402
 from aecli.models import Autoencoder  # noqa: E402
-from aecli.reporting.plots import save_figure  # noqa: E402
+from aecli.reporting.plots import point_style, save_figure, tidy_ticks  # noqa: E402
 
-CMAP = "jet"  # the study's colour map for the roll parameter t
+CMAP = "viridis"  # the roll parameter t; perceptually uniform (the study used jet)
 
 
 # ----------------------------------------------------------------- numbers
@@ -68,11 +71,13 @@ def rmse(x: np.ndarray, x_hat: np.ndarray) -> float:
 
 # ----------------------------------------------------------------- analyses
 def training_roll(ctx: RunContext, train_mode_seed: Optional[int] = None) -> dict[str, float]:
-    """RMSE (eval and train mode) on the roll the model trained on; writes encoded_training_roll.png
-    and decoded_training_roll.png. train_mode_seed: dropout seed, null = the run's seed."""
+    """RMSE (eval and train mode) on the roll the model trained on; writes decoded_training_roll.png
+    (its code is latent.png). train_mode_seed: dropout seed, null = the run's seed."""
     seed = ctx.cfg.seed if train_mode_seed is None else train_mode_seed
     n = ctx.size(len(ctx.data.train), 200)
-    return _report(ctx, ctx.data.train[:n].numpy(), ctx.data.train_color[:n], "train", "training roll", seed)
+    return _report(
+        ctx, ctx.data.train[:n].numpy(), ctx.data.train_color[:n], "train", "training roll", seed, draw_code=False
+    )
 
 
 def new_roll(
@@ -102,17 +107,22 @@ def new_roll(
     return _report(ctx, roll.train.numpy(), roll.train_color, "new_roll", "new roll", dropout_seed)
 
 
-def _report(ctx: RunContext, points: np.ndarray, t: np.ndarray, key: str, label: str, seed: int) -> dict[str, float]:
-    """Both RMSEs of one roll and its two figures; metric keys start with `key`."""
+def _report(
+    ctx: RunContext, points: np.ndarray, t: np.ndarray, key: str, label: str, seed: int, draw_code: bool = True
+) -> dict[str, float]:
+    """Both RMSEs of one roll and its figures (the code only where `draw_code`); metric keys start with `key`."""
     x = ctx.tensor(points)
     code, x_hat = reconstruct(ctx.model, x)
     _, x_hat_train = reconstruct(ctx.model, x, train_mode=True, seed=seed)
     x_np = x.cpu().numpy()
     err, err_train = rmse(x_np, x_hat), rmse(x_np, x_hat_train)
+    metrics = {f"{key}_rmse": err, f"{key}_rmse_train_mode": err_train}
+    if not ctx.draw:
+        return metrics
     slug = label.replace(" ", "_")
-    plot_code(
-        code, t, ctx.data.color_label, f"Encoded {label} (eval mode)", ctx.run_dir / f"encoded_{slug}.png", ctx.dpi
-    )
+    if draw_code:
+        title = f"{ctx.title}: 2-D code of the {label} ({len(code)} points, eval mode)"
+        plot_code(code, t, ctx.data.color_label, title, ctx.run_dir / f"encoded_{slug}.png", ctx.dpi)
     plot_decoded(
         x_np,
         x_hat,
@@ -125,16 +135,19 @@ def _report(ctx: RunContext, points: np.ndarray, t: np.ndarray, key: str, label:
         ctx.run_dir / f"decoded_{slug}.png",
         ctx.dpi,
     )
-    return {f"{key}_rmse": err, f"{key}_rmse_train_mode": err_train}
+    return metrics
 
 
 # ----------------------------------------------------------------- figures
 def plot_code(code: np.ndarray, t: np.ndarray, color_label: str, title: str, path: Path, dpi: int) -> None:
     """The 2-D code of every point, coloured by the roll parameter t."""
     fig, ax = plt.subplots(figsize=(6, 4.8))
-    sc = ax.scatter(code[:, 0], code[:, 1], c=t, cmap=CMAP, s=6)
-    fig.colorbar(sc, ax=ax, label=color_label)
+    sc = ax.scatter(code[:, 0], code[:, 1], c=t, cmap=CMAP, **point_style(len(code)))
+    bar = fig.colorbar(sc, ax=ax, label=color_label)
+    if bar.solids is not None:
+        bar.solids.set_alpha(1)  # the bar in full colour, whatever the points' opacity
     ax.set(xlabel="z1", ylabel="z2", title=title)
+    tidy_ticks(ax)
     save_figure(fig, path, dpi)
 
 
@@ -164,5 +177,7 @@ def plot_decoded(
         sc = ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=t, cmap=CMAP, s=4)
         ax.set(xlabel="x1", ylabel="x2", zlabel="x3", xlim=limits[0], ylim=limits[1], zlim=limits[2])
         ax.set_title(title)
+        tidy_ticks(ax, nbins=4)
+        ax.tick_params(labelsize=8)
     fig.colorbar(sc, ax=fig.axes, label=color_label, shrink=0.7, pad=0.06)
     save_figure(fig, path, dpi)

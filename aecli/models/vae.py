@@ -145,6 +145,7 @@ def draw_samples(
         ax.scatter(*data.T, s=6, c="0.75", label="validation data")
         ax.scatter(*drawn.T, s=14, c="tab:red", label=f"{n} decoded prior draws")
         ax.set_title(f"{title}: decoded from z ~ N(0, I)")
+        plots.tidy_ticks(ax, nbins=4 if drawn.shape[1] == 3 else 5)
         ax.legend(loc="upper left", bbox_to_anchor=(1.02 if drawn.shape[1] == 2 else 1.1, 1), fontsize=8)
     else:
         fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.8), sharey=True, layout="constrained")
@@ -193,6 +194,7 @@ def draw_traversal(
         ax.plot([], [], color="tab:blue", label="z2 fixed, z1 varies")
         ax.plot([], [], color="tab:orange", label="z1 fixed, z2 varies")
         ax.set_title(f"{title}: decoded grid, {span}")
+        plots.tidy_ticks(ax, nbins=4 if mesh.shape[2] == 3 else 5)
         ax.legend(loc="upper left", bbox_to_anchor=(1.02 if mesh.shape[2] == 2 else 1.1, 1), fontsize=8)
     else:
         mid = steps // 2

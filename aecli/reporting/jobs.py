@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
+
+import numpy as np
+
+from aecli.summary import Status
 
 READ_LIMIT = 1024 * 1024  # summary.json and .hydra/*.yaml: a real one is a few KiB, so more is not aecli's
 
@@ -126,9 +132,19 @@ def swept_keys(jobs: list[dict[str, Any]]) -> list[str]:
 
 
 def config_differences(jobs: list[dict[str, Any]]) -> list[str]:
-    """Config keys (flattened) whose resolved value differs between jobs: what a swept override changed."""
+    """Config keys (flattened) whose resolved value differs between the jobs that have them: what a swept
+    override changed. Left out as noise: `_target_` keys (the class a choice names, said by its name),
+    keys null in every job that has them, and keys set alike wherever present (they differ only because
+    another choice lacks them, e.g. dataset.a beside dataset=spiral); a swept key itself always stays."""
+    swept = set(swept_keys(jobs))
     keys = list(dict.fromkeys(k for job in jobs for k in job["config"]))
-    return [k for k in keys if len({json.dumps(job["config"].get(k), default=str) for job in jobs}) > 1]
+    out = []
+    for key in keys:
+        values = {json.dumps(job["config"][key], default=str) for job in jobs if key in job["config"]}
+        target = key == "_target_" or key.endswith("._target_")
+        if key in swept or (len(values) > 1 and not target):
+            out.append(key)
+    return out
 
 
 def metric_names(jobs: list[dict[str, Any]]) -> list[str]:
@@ -190,3 +206,135 @@ def job_label(job: dict[str, Any], keys: list[str]) -> str:
 def one_line(text: str) -> str:
     """`text` with its line breaks made spaces: a value from a job folder must not break a table row."""
     return " ".join(text.splitlines())
+
+
+# ------------------------------------------------------------------ data sets and seed groups
+SEED = "seed"  # the override a seed sweep varies: jobs that differ only in it are one group
+ALPHA = 0.05  # Welch's t-test: a p-value below this calls the best group separated from the next
+
+
+def dataset_label(job: dict[str, Any], keys: Sequence[str]) -> str:
+    """The data set a job trained on: dataset.name, with the swept dataset.* overrides that change it
+    ("polynomial (dataset.noise=0.1)"). "Best" is ranked only among jobs with the same label."""
+    name = job["summary"].get("dataset") or job["config"].get("dataset.name") or job["overrides"].get("dataset")
+    extra = [f"{k}={job['overrides'][k]}" for k in keys if k.startswith("dataset.") and k in job["overrides"]]
+    label = one_line(str(name if name is not None else "unknown data"))
+    return f"{label} ({', '.join(extra)})" if extra else label
+
+
+def by_dataset(jobs: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Jobs per data set label, in first-seen order."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        out.setdefault(dataset_label(job, keys), []).append(job)
+    return out
+
+
+def completed_values(jobs: list[dict[str, Any]], metric: str) -> list[float]:
+    """`metric` of each completed job that reports it as a finite number (failed jobs never count)."""
+    values = [number(job_value(j, metric)) for j in jobs if j["summary"].get("status") == Status.completed]
+    return [v for v in values if v is not None]
+
+
+@dataclass
+class Group:
+    """Jobs of a sweep that differ only in their seed. `key`: their swept overrides but the seed."""
+
+    key: dict[str, Any]
+    jobs: list[dict[str, Any]]
+    dataset: str
+
+    @property
+    def label(self) -> str:
+        """ "dataset=spiral, model=tanh": its overrides (those the seeds share)."""
+        return ", ".join(f"{k}={v}" for k, v in self.key.items()) or "every job"
+
+    @property
+    def short_label(self) -> str:
+        """The label without the data set's own overrides, for tables that name the data set beside it."""
+        keys = [k for k in self.key if k != "dataset" and not k.startswith("dataset.")]
+        return ", ".join(f"{k}={self.key[k]}" for k in keys) or "every job"
+
+    @property
+    def n(self) -> int:
+        """How many of its jobs completed (what the statistics can count at most)."""
+        return sum(1 for j in self.jobs if j["summary"].get("status") == Status.completed)
+
+    def values(self, metric: str) -> list[float]:
+        return completed_values(self.jobs, metric)
+
+    def stats(self, metric: str) -> tuple[float, float, int]:
+        """(mean, sample standard deviation (ddof=1), n) of `metric` over the completed jobs; the std is
+        nan below n=2, the mean too at n=0."""
+        values = self.values(metric)
+        mean = float(np.mean(values)) if values else math.nan
+        return mean, float(np.std(values, ddof=1)) if len(values) >= 2 else math.nan, len(values)
+
+
+def seed_groups(jobs: list[dict[str, Any]], keys: Optional[Sequence[str]] = None) -> list[Group]:
+    """The jobs grouped by every swept override but `seed`, in first-seen order (every job its own group
+    when the sweep does not vary the seed). `keys`: the swept keys (default: swept_keys(jobs))."""
+    keys = swept_keys(jobs) if keys is None else list(keys)
+    others = [k for k in keys if k != SEED]
+    groups: dict[tuple[Any, ...], Group] = {}
+    for job in jobs:
+        values = tuple(job["overrides"].get(k) for k in others)
+        ident = values if SEED in keys else (job["dir"].name,)
+        if ident not in groups:
+            groups[ident] = Group(dict(zip(others, values)), [], dataset_label(job, keys))
+        groups[ident].jobs.append(job)
+    return list(groups.values())
+
+
+@dataclass
+class Separation:
+    """The best seed group of a data set by a metric's mean, the next best, and Welch's t-test between them."""
+
+    dataset: str
+    best: Group
+    next: Optional[Group]
+    p_value: Optional[float]  # None: a group has n < 2 (or no next group), nothing to test
+
+    def verdict(self) -> str:
+        """ "separated (Welch's t-test p = 0.0012 < 0.05)", "not separated (... p = 0.31 >= 0.05)", or
+        why there is no test ("n too small")."""
+        if self.next is None:
+            return "no other group on this data set"
+        if self.p_value is None:
+            return "n too small (Welch's t-test needs n >= 2 in both groups)"
+        if math.isnan(self.p_value):
+            return "not testable (no spread within either group)"
+        if self.p_value < ALPHA:
+            return f"separated (Welch's t-test p = {self.p_value:.3g} < {ALPHA})"
+        return f"not separated (Welch's t-test p = {self.p_value:.3g} >= {ALPHA})"
+
+    def line(self, metric: str) -> str:
+        """ "best on spiral: model=tanh (0.012 ± 0.001, n=3); next: model=relu (0.02 ± 0.004, n=3); separated (...)"."""
+
+        def described(g: Group) -> str:
+            mean, std, n = g.stats(metric)
+            return f"{g.short_label} ({mean:.4g}" + (f" ± {std:.2g}" if n >= 2 else "") + f", n={n})"
+
+        nxt = f"; next: {described(self.next)}" if self.next is not None else ""
+        return f"best on {self.dataset}: {described(self.best)}{nxt}; {self.verdict()}"
+
+
+def separations(groups: list[Group], metric: str, descending: bool = False) -> list[Separation]:
+    """Per data set: the group with the best mean `metric` against the next best (groups without a
+    value are not ranked), with Welch's t-test (scipy.stats.ttest_ind, equal_var=False)."""
+    from scipy import stats
+
+    out = []
+    for dataset in dict.fromkeys(g.dataset for g in groups):
+        ranked = sorted(
+            (g for g in groups if g.dataset == dataset and g.stats(metric)[2]),
+            key=lambda g: -g.stats(metric)[0] if descending else g.stats(metric)[0],
+        )
+        if not ranked:
+            continue
+        best, nxt = ranked[0], ranked[1] if len(ranked) > 1 else None
+        p = None
+        if nxt is not None and min(best.stats(metric)[2], nxt.stats(metric)[2]) >= 2:
+            p = float(stats.ttest_ind(best.values(metric), nxt.values(metric), equal_var=False).pvalue)
+        out.append(Separation(dataset, best, nxt, p))
+    return out
