@@ -3,6 +3,7 @@
     python -m aecli.bench                      # every workload, every side, 3 repeats, CPU
     python -m aecli.bench --device cuda        # the same table on a GPU
     python -m aecli.bench --workloads rectangle_big --repeats 5 --steps-scale 0.2
+    python -m aecli.bench --workloads sweep_nonlinear_2d sweep_rectangle_64   # hydra/launcher=vectorized
 
 Every side trains the same model (same initial weights), on the same data, with the same
 optimizer and the same batch order for the same number of steps; only the loop differs:
@@ -16,6 +17,16 @@ optimizer and the same batch order for the same number of steps; only the loop d
   lightning   lightning.Trainer with logger, checkpointing, progress bar and model summary
               off (needs `pip install lightning`: the bench extra); skipped if not installed
   compiled    aecli's loop with trainer.compile=true (torch.compile), compile time included
+
+The sweep workloads measure hydra/launcher=vectorized (aecli.vectorized.fit_group) against the
+ways a sweep trains today, in member-steps per second (every job's optimizer steps, summed):
+
+  sweep_nonlinear_2d   the ten jobs of experiment=nonlinear_2d, 60 epochs: one after another
+                       (plain fit) vs stacked; then the whole command `aecli -m
+                       experiment=nonlinear_2d` with the basic and the vectorized launcher
+  sweep_rectangle_64   64 jobs of rectangle_capacity's `big` net (8 seeds x 8 learning rates):
+                       one job alone, joblib (one worker per core, one thread each, the jobs
+                       split between them) and stacked
 
 Each side runs `--repeats` times, interleaved, and the table shows the median steps per
 second and its ratio to aecli's. Whole-process wall times of `aecli --help`,
@@ -49,7 +60,8 @@ from aecli.models import Loss, MLPAutoencoder
 from aecli.run_files import RunFiles
 from aecli.training.loop import Training, fit
 from aecli.training.optim import make_optimizer
-from aecli.training.state import EpochRecord
+from aecli.training.state import EpochRecord, FitResult
+from aecli.vectorized import TrainRequest
 
 
 @dataclass
@@ -361,6 +373,153 @@ def figure_time(repeats: int) -> float:
     return statistics.median(times)
 
 
+# ----------------------------------------------------------------------------- vectorized sweeps
+NONLINEAR_2D_JOBS = [
+    ["experiment=nonlinear_2d", f"dataset={d}", f"model={m}"]
+    for d in ("polynomial", "spiral")
+    for m in ("linear", "relu", "relu_nobias", "tanh", "tanh_nobias")
+]
+RECTANGLE_64_JOBS = [
+    ["experiment=rectangle_capacity", "model=big", f"seed={seed}", f"optimizer.lr={lr}"]
+    for seed in range(8)
+    for lr in (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2)
+]
+
+
+def sweep_requests(jobs: list[list[str]], extra: list[str]) -> list[TrainRequest]:
+    """Each job's TrainRequest as its run builds it (config, seed, data, model, optimizer), without
+    folders or callbacks: what fit, or fit_group, then trains."""
+    from aecli.config import compose
+    from aecli.pipeline import build_data, build_training, set_up_torch, settle
+
+    requests = []
+    for overrides in jobs:
+        plan = settle(compose([*overrides, *extra]))
+        device, dtype = set_up_torch(plan.cfg.trainer)
+        torch.manual_seed(plan.cfg.seed)
+        data = build_data(plan)
+        training, _ = build_training(plan, data, None, None, [], device, dtype)
+        train, val = data.train.to(device, dtype), data.val.to(device, dtype)
+        requests.append(TrainRequest(training, train, val, plan.cfg.trainer, [], None))
+    return requests
+
+
+def timed(train: Callable[[list[TrainRequest]], list[FitResult]], requests: list[TrainRequest]) -> float:
+    """Member-steps per second of `train` on these requests (built beforehand, not timed)."""
+    start = time.perf_counter()
+    results = train(requests)
+    return sum(r.steps for r in results) / (time.perf_counter() - start)
+
+
+def one_by_one(requests: list[TrainRequest]) -> list[FitResult]:
+    from aecli.grouped import plain_fit
+
+    return [plain_fit(r, lambda: False) for r in requests]
+
+
+def stacked(requests: list[TrainRequest]) -> list[FitResult]:
+    from aecli.vectorized import fit_group
+
+    return fit_group(requests)
+
+
+def joblib_chunk(jobs: list[list[str]], extra: list[str]) -> tuple[int, float]:
+    """One joblib worker's share, one after another: (steps, seconds of training)."""
+    requests = sweep_requests(jobs, extra)
+    start = time.perf_counter()
+    steps = sum(r.steps for r in one_by_one(requests))
+    return steps, time.perf_counter() - start
+
+
+def joblib_rate(jobs: list[list[str]], extra: list[str], workers: int) -> float:
+    """Member-steps per second of the jobs split over `workers` joblib processes (one thread each),
+    from the first step to the last worker's end: worker start-up and building are not counted."""
+    from joblib import Parallel, delayed
+
+    chunks = [jobs[i::workers] for i in range(workers)]
+    done = Parallel(n_jobs=workers, backend="loky")(delayed(joblib_chunk)(c, extra) for c in chunks)
+    return sum(steps for steps, _ in done) / max(seconds for _, seconds in done)
+
+
+def bench_sweep_rectangle_64(repeats: int, steps_scale: float, device: str) -> dict[str, float]:
+    """64 rectangle `big` jobs (seeds x lrs): one job alone, joblib, stacked; median member-steps/s."""
+    epochs = max(1, round(20 * steps_scale))  # 12 steps per epoch
+    extra = [f"trainer.epochs={epochs}", "trainer.num_threads=1", f"trainer.device={device}"]
+    workers = os.cpu_count() or 1
+    joblib_rate(RECTANGLE_64_JOBS[:workers], extra, workers)  # start the workers, import torch there
+    rates: dict[str, list[float]] = {"one job": [], "joblib": [], "stacked": []}
+    for _ in range(repeats):
+        rates["one job"].append(timed(one_by_one, sweep_requests(RECTANGLE_64_JOBS[:1], extra)))
+        rates["joblib"].append(joblib_rate(RECTANGLE_64_JOBS, extra, workers))
+        rates["stacked"].append(timed(stacked, sweep_requests(RECTANGLE_64_JOBS, extra)))
+    return {side: statistics.median(r) for side, r in rates.items()}
+
+
+def bench_sweep_nonlinear_2d(repeats: int, steps_scale: float, device: str) -> dict[str, float]:
+    """The ten nonlinear_2d jobs trained one after another and stacked; median member-steps/s."""
+    epochs = max(1, round(60 * steps_scale))
+    extra = [f"trainer.epochs={epochs}", "trainer.num_threads=1", f"trainer.device={device}"]
+    rates: dict[str, list[float]] = {"one by one": [], "stacked": []}
+    for _ in range(repeats):
+        rates["one by one"].append(timed(one_by_one, sweep_requests(NONLINEAR_2D_JOBS, extra)))
+        rates["stacked"].append(timed(stacked, sweep_requests(NONLINEAR_2D_JOBS, extra)))
+    return {side: statistics.median(r) for side, r in rates.items()}
+
+
+def sweep_command_times(repeats: int) -> dict[str, float]:
+    """Whole-process seconds of `aecli -m experiment=nonlinear_2d`, basic and vectorized launcher
+    (figures and the sweep report included), and where the basic sweep's time went: its jobs'
+    training, the rest of its jobs (config, data, model, figures, analyses), and neither
+    (start-up, Hydra, the sweep report), from its jobs' summary.json."""
+    import json
+
+    aecli = str(Path(sys.executable).with_name("aecli"))
+    times: dict[str, list[float]] = {"basic": [], "vectorized": []}
+    trained, jobs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats):
+            for launcher in times:
+                sweep = Path(tmp) / f"{launcher}{r}"
+                args = [aecli, "-m", "experiment=nonlinear_2d", f"hydra/launcher={launcher}"]
+                times[launcher].append(wall_time([*args, "trainer.progress=false", f"hydra.sweep.dir={sweep}"], 1, tmp))
+            summaries = [json.loads(p.read_text()) for p in (Path(tmp) / f"basic{r}").glob("*/summary.json")]
+            trained.append(sum(s["train_seconds"] for s in summaries))
+            jobs.append(sum(s["wall_seconds"] for s in summaries))
+    split = {"basic training": statistics.median(trained), "basic jobs": statistics.median(jobs)}
+    return {**{k: statistics.median(v) for k, v in times.items()}, **split}
+
+
+def print_sweep(name: str, rates: dict[str, float], base: str, target: float) -> None:
+    """A sweep workload's rows: member-steps/s of each side and its ratio to `base`."""
+    for side, rate in rates.items():
+        print(f"{name:<19} {side:<11} {rate:>10.0f} {rate / rates[base]:7.2f}")
+    print(f"{'':<19} stacked/{base} = {rates['stacked'] / rates[base]:.2f} (target >= {target:g})\n")
+
+
+SWEEPS = {  # name: (bench function, the side stacked is compared with, the issue's target ratio)
+    "sweep_nonlinear_2d": (bench_sweep_nonlinear_2d, "one by one", 5.0),
+    "sweep_rectangle_64": (bench_sweep_rectangle_64, "joblib", 8.0),
+}
+
+
+def bench_sweeps(names: list[str], args: argparse.Namespace) -> None:
+    """The sweep workloads' table, and the nonlinear_2d sweep's whole-command times (unless --no-process)."""
+    if not names:
+        return
+    header = f"{'sweep workload':<19} {'side':<11} {'m-steps/s':>10} {'ratio':>7}"
+    print(header + "\n" + "-" * len(header))
+    for name in names:
+        bench, base, target = SWEEPS[name]
+        print_sweep(name, bench(args.repeats, args.steps_scale, args.device), base, target)
+    if "sweep_nonlinear_2d" in names and not args.no_process:
+        t = sweep_command_times(args.repeats)
+        rest, outside = t["basic jobs"] - t["basic training"], t["basic"] - t["basic jobs"]
+        split = f"training {t['basic training']:.1f} s, rest of the jobs {rest:.1f} s, outside the jobs {outside:.1f} s"
+        print(f"aecli -m experiment=nonlinear_2d: basic launcher {t['basic']:.1f} s ({split})")
+        ratio = t["basic"] / t["vectorized"]
+        print(f"{'':<34}vectorized {t['vectorized']:.1f} s, basic/vectorized = {ratio:.2f} (target >= 3)\n")
+
+
 def print_workload(name: str, results: dict[str, dict[str, float]]) -> None:
     """One workload's rows of the table, and its ratios against the targets."""
     base = results["aecli"]["steps_per_s"] if "aecli" in results else None
@@ -378,7 +537,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aecli.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
+    every = [*WORKLOADS, *SWEEPS]
+    parser.add_argument("--workloads", nargs="*", default=every, choices=every)
     parser.add_argument(
         "--sides",
         nargs="*",
@@ -411,10 +571,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"{'torch default' if args.default_adam else 'fused'} Adam\n"
     )
     header = f"{'workload':<14} {'side':<11} {'steps/s':>10} {'ratio':>7} {'peak MB':>9}"
-    print(header + "\n" + "-" * len(header))
-    for name in args.workloads:
+    if any(w in WORKLOADS for w in args.workloads):
+        print(header + "\n" + "-" * len(header))
+    for name in [w for w in args.workloads if w in WORKLOADS]:
         results = bench_workload(WORKLOADS[name], sides, device, args.repeats, args.steps_scale, not args.default_adam)
         print_workload(name, results)
+    bench_sweeps([w for w in args.workloads if w in SWEEPS], args)
     if not args.no_process:
         aecli = str(Path(sys.executable).with_name("aecli"))
         with tempfile.TemporaryDirectory() as tmp:

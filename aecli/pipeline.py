@@ -22,7 +22,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from aecli import signals
+from aecli import grouped, signals
 from aecli.analyses import RunContext, encode_reconstruct
 from aecli.data import Dataset, UnscalableData, non_finite_dtype, overflow_message
 from aecli.errors import ConfigError, first_line
@@ -44,12 +44,13 @@ from aecli.run_files import (
 )
 from aecli.summary import RunSummary, Status
 from aecli.training.callbacks import RunCallback, RunHandles
-from aecli.training.loop import Training, fit, resolve_device
+from aecli.training.loop import Training, resolve_device
 from aecli.training.optim import build_optimizer
 from aecli.training.regularizers import build_regularizers
 from aecli.training.state import EpochRecord, FitResult, TrainState
 from aecli.training.transfer import prepare_source, transfer_decoder
 from aecli.validation import Plan, validate
+from aecli.vectorized import TrainRequest
 
 log = logging.getLogger("aecli")
 
@@ -312,7 +313,8 @@ def train(
     files: RunFiles,
     record: RunRecord,
 ) -> FitResult:
-    """fit, with the per-epoch work the `callbacks` group chooses."""
+    """fit, with the per-epoch work the `callbacks` group chooses (aecli.grouped: alone, or as one member of a
+    stacked group when the vectorized launcher runs it)."""
     t, model = cfg.trainer, training.model
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     train_x, val_x = data.train.to(device, dtype), data.val.to(device, dtype)
@@ -331,8 +333,10 @@ def train(
         "%s: %d parameters, %d train / %d val points, %d epochs on %s -> %s",
         *(record.title, n_params, len(train_x), len(val_x), t.epochs, device, files.dir),
     )
-    try:
-        return fit(training, train_x, val_x, t, callbacks, start, stop_requested=signals.requested)
+    try:  # plain fit, or this job's share of its group's training under hydra/launcher=vectorized
+        result = grouped.train(TrainRequest(training, train_x, val_x, t, callbacks, start), signals.requested)
+        record.summary.group_size = grouped.group_size()
+        return result
     finally:
         for regularizer in training.regularizers:
             regularizer.detach()

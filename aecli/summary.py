@@ -61,6 +61,7 @@ class RunSummary:
     diverged_at_epoch: Optional[int] = None
     diverged_at_step: Optional[int] = None
     resumed_from: Optional[dict[str, Any]] = None
+    group_size: Optional[int] = None  # hydra/launcher=vectorized: trained stacked with this many jobs, itself included
     stopped_by: Optional[str] = None  # the signal (or stop file) that interrupted the run
     error: Optional[str] = None  # a failed run's first error line
     tracker_errors: Optional[dict[str, str]] = None

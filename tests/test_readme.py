@@ -12,5 +12,5 @@ def test_ci_runs_the_readme_test_command():
 
 def test_ci_runs_the_lint_and_type_checks():
     ci = (REPO / ".ci" / "run").read_text()
-    for check in ("ruff check aecli tests", "ruff format --check aecli tests", "mypy"):
+    for check in ("ruff check aecli hydra_plugins tests", "ruff format --check aecli hydra_plugins tests", "mypy"):
         assert f".venv/bin/{check}" in ci, check

@@ -130,7 +130,7 @@ def test_mlflow_logs_params_metrics_and_artifacts_and_marks_failures(run_in_proc
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("aecli.pipeline.fit", ctrl_c)
+    monkeypatch.setattr("aecli.grouped.fit", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         run_in_process("logger=mlflow", *TINY)
     [killed] = client.search_runs(

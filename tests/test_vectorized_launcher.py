@@ -1,0 +1,181 @@
+"""hydra/launcher=vectorized: the same job folders, report and numbers as the basic launcher, with the
+compatible jobs trained as one stacked group; lone jobs, a diverging member, a stop during the
+group's training (signal or stop file), then resume= with the basic launcher; Optuna's batches; a bad launcher
+setting."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import read_summary, run_cli
+
+VECTORIZED = "hydra/launcher=vectorized"
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    return sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def files_of(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def nonlinear_sweeps(tmp_path_factory) -> tuple[Path, Path, str]:
+    """experiment=nonlinear_2d, 3 epochs, with the vectorized and with the basic launcher."""
+    root = tmp_path_factory.mktemp("nonlinear")
+    args = ["-m", "experiment=nonlinear_2d", "trainer.epochs=3", "plots.enabled=false", "trainer.progress=false"]
+    vectorized = run_cli(*args, VECTORIZED, f"hydra.sweep.dir={root / 'v'}", cwd=root)
+    run_cli(*args, f"hydra.sweep.dir={root / 'b'}", cwd=root)
+    return root / "v", root / "b", vectorized.stdout + vectorized.stderr
+
+
+def test_a_vectorized_sweep_writes_what_the_basic_launcher_writes(nonlinear_sweeps):
+    vectorized, basic, output = nonlinear_sweeps
+    assert "vectorized: jobs 0-9 train as one group of 10 (2-3-2 MLP, batch 32, 3 epochs" in output
+    assert [d.name for d in job_dirs(vectorized)] == [d.name for d in job_dirs(basic)] == [str(i) for i in range(10)]
+    assert files_of(vectorized) - {"multirun.yaml"} == files_of(basic) - {"multirun.yaml"}  # report, figures, .hydra
+    for v, b in zip(job_dirs(vectorized), job_dirs(basic)):
+        sv, sb = read_summary(v), read_summary(b)
+        assert sv["status"] == sb["status"] == "completed" and sv["group_size"] == 10 and "group_size" not in sb
+        assert (sv["dataset"], sv["model"], sv["epochs"], sv["steps"]) == (sb["dataset"], sb["model"], 3, sb["steps"])
+        assert sv["final_val_loss"] == pytest.approx(sb["final_val_loss"], rel=0.01)
+        assert (v / ".hydra" / "overrides.yaml").read_text() == (b / ".hydra" / "overrides.yaml").read_text()
+        log = (v / "aecli.log").read_text()  # the job's own log: its epochs, not the launcher's or another job's
+        assert log.count("epoch 3/3") == 1 and "#" not in log and sv["model"] in log
+    rows = {r["job"]: r for r in csv.DictReader(open(vectorized / "summary.csv"))}
+    assert len(rows) == 10 and all(r["status"] == "completed" for r in rows.values())
+
+
+def test_a_member_folder_loads_and_resumes_like_any_run(nonlinear_sweeps, tmp_path):
+    import aecli
+
+    member = job_dirs(nonlinear_sweeps[0])[3]
+    run = aecli.load_run(member)
+    assert run.val_loss() == pytest.approx(read_summary(member)["final_val_loss"], rel=1e-5)
+    # it trained its 3 epochs; resume= with the basic launcher trains it further, from its own checkpoint
+    run_cli(f"resume={member}", "trainer.epochs=4", cwd=tmp_path)
+    summary = read_summary(member)
+    assert summary["status"] == "completed" and summary["epochs"] == 4 and summary["resumed_from"]["epoch"] == 3
+
+
+def test_incompatible_jobs_run_alone_and_the_log_says_why(tmp_path):
+    sweep = tmp_path / "s"
+    proc = run_cli(
+        "-m",
+        VECTORIZED,
+        "dataset=polynomial,swiss_roll",  # 2-D and 3-D points: two groups
+        "model=tanh,vae,tanh_nobias",
+        "trainer.epochs=2",
+        "plots.enabled=false",
+        "trainer.progress=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    output = proc.stdout + proc.stderr
+    assert "vectorized: jobs 0,2 train as one group of 2 (2-3-2 MLP" in output
+    assert "vectorized: jobs 3,5 train as one group of 2 (3-3-3 MLP" in output
+    assert output.count("trains alone: ") == 2 and "job 1 trains alone: " in output
+    summaries = [read_summary(d) for d in job_dirs(sweep)]
+    assert [s["status"] for s in summaries] == ["completed"] * 6
+    assert [s.get("group_size") for s in summaries] == [2, None, 2] * 2
+
+
+def test_a_diverging_member_stops_alone_and_a_failing_job_fails_alone(tmp_path):
+    sweep = tmp_path / "s"
+    proc = run_cli(
+        "-m",
+        VECTORIZED,
+        "optimizer=sgd",
+        "model=mlp",
+        "dataset.n=200",
+        "optimizer.lr=1e-2,50,-1,2e-2",  # one diverges, one fails its config check before training
+        "trainer.epochs=4",
+        "plots.enabled=false",
+        "trainer.progress=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr  # jobs did not complete: as the basic launcher
+    assert "optimizer.lr=-1.0 is not allowed" in proc.stderr
+    first, diverged, failed, last = (read_summary(d) for d in job_dirs(sweep))
+    assert diverged["status"] == "diverged" and diverged["group_size"] == 3 and failed["status"] == "failed"
+    assert first["status"] == last["status"] == "completed" and first["epochs"] == last["epochs"] == 4
+    assert first["final_val_loss"] != last["final_val_loss"]
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "stop file"])
+def test_a_stop_during_group_training_interrupts_every_member_resumably(tmp_path, how):
+    sweep = tmp_path / "s"
+    args = ["-m", VECTORIZED, "model=tanh,tanh_nobias,relu", "trainer.epochs=400", "plots.enabled=false"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aecli", *args, "trainer.progress=false", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (sweep / "2" / "metrics.csv").is_file() and not (sweep / "0" / "metrics.csv").is_file():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        if how == "SIGINT":
+            proc.send_signal(signal.SIGINT)
+        else:
+            (sweep / ".aecli-stop").touch()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+    summaries = [read_summary(d) for d in job_dirs(sweep)]
+    assert [(s["status"], s["phase"]) for s in summaries] == [("interrupted", "train")] * 3
+    assert all(s["group_size"] == 3 for s in summaries)
+    member = job_dirs(sweep)[1]
+    (sweep / ".aecli-stop").unlink(missing_ok=True)
+    target = read_summary(member)["epochs"] + 2  # two epochs more than it had finished: quick, and past the stop
+    run_cli(f"resume={member}", f"trainer.epochs={target}", cwd=tmp_path)
+    summary = read_summary(member)
+    assert summary["status"] == "completed" and summary["epochs"] == target and "group_size" not in summary
+
+
+def test_optuna_trials_arrive_in_batches_and_each_batch_is_grouped(tmp_path):
+    sweep = tmp_path / "s"
+    proc = run_cli(
+        "-m",
+        VECTORIZED,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.params={model.hidden_sizes:\"choice('[8]')\",model.latent_dim:'choice(2)'}",  # one shape
+        "trainer.epochs=2",
+        "plots.enabled=false",
+        "trainer.progress=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert (proc.stdout + proc.stderr).count("train as one group of 2") == 2  # two batches of two trials
+    summaries = [read_summary(d) for d in job_dirs(sweep)]
+    assert len(summaries) == 4 and all(s["status"] == "completed" and s["group_size"] == 2 for s in summaries)
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(s["final_val_loss"] for s in summaries))
+
+
+def test_a_bad_launcher_setting_is_one_sentence(tmp_path):
+    proc = run_cli("-m", VECTORIZED, "hydra.launcher.max_members=0", "model=tanh,relu", cwd=tmp_path, check=False)
+    assert (
+        proc.returncode == 2
+        and proc.stderr == "aecli: error: hydra.launcher.max_members=0 is not allowed: use an integer >= 1\n"
+    )
