@@ -245,3 +245,20 @@ def test_a_sweep_of_seeds_alone_is_one_band(tmp_path, captured):
     (ax,) = [ax for ax in fig.axes if ax.get_lines()]
     assert [t.get_text() for t in ax.get_legend().get_texts()][0] == "every seed (n=3)"
     assert np.allclose(ax.get_lines()[0].get_ydata(), 2.0 * 2.0 ** -np.arange(6))
+
+
+def test_a_wide_dense_figure_is_tiled_one_a_row_so_it_stays_readable(tmp_path, captured):
+    """Three jobs' 1400 px wide figures side by side would shrink to a quarter: one a row instead,
+    each title naming its job's values; narrow figures stay in a grid."""
+    for num, reg in enumerate(("none", "activation_l1", "activation_l2")):
+        job = fake_job(tmp_path, num, [f"regularizer={reg}"], None)
+        Image.new("RGB", (1400, 700), "white").save(job / "wide.png")
+        Image.new("RGB", (640, 560), "white").save(job / "narrow.png")
+    jobs = read_jobs(tmp_path)
+    assert write_comparison_figure(jobs, swept_keys(jobs), "wide.png", tmp_path / "wide_cmp.png")
+    assert write_comparison_figure(jobs, swept_keys(jobs), "narrow.png", tmp_path / "narrow_cmp.png")
+    wide, narrow = captured
+    tiles = [ax for ax in wide.axes if ax.get_images()]
+    assert len({round(ax.get_position().x0, 3) for ax in tiles}) == 1  # one column
+    assert [ax.get_title() for ax in tiles] == ["none", "activation_l1", "activation_l2"]
+    assert len({round(ax.get_position().x0, 3) for ax in narrow.axes if ax.get_images()}) == 3  # one row of three

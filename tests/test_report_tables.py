@@ -221,3 +221,16 @@ def test_a_comparison_figure_that_fails_to_draw_never_costs_the_report(seed_swee
     assert "comparison_loss_curves.png" not in result["files"] and not (sweep / "comparison_loss_curves.png").exists()
     assert (sweep / "summary.md").is_file() and (sweep / "index.html").is_file()
     assert "comparison_loss_curves.png could not be drawn (ValueError" in caplog.text
+
+
+def test_a_linear_net_that_found_pcas_solution_matches_pca_and_is_not_flagged(tmp_path):
+    """The rectangle study's `pca` model ends within float noise of PCA's loss: "matches", no ⚠."""
+    metrics = {"baseline_pca_loss": 0.17816, "baseline_pca_code_size": 1.0, "baseline_pca_exact": 0.0, "beats_pca": 0.0}
+    for num, loss in enumerate((0.178165, 0.19)):  # 1.00003x PCA's loss, and 1.07x
+        summary = {"dataset": "rectangle", "final_val_loss": loss, "metrics": metrics}
+        fake_job(tmp_path, num, [f"optimizer.lr={num + 1}"], summary, {"dataset": {"name": "rectangle"}})
+    build_report(tmp_path, figures=())
+    rows = {r["job"]: r["vs_pca"] for r in csv.DictReader(open(tmp_path / "summary.csv"))}
+    assert rows == {"0": "matches PCA-1 (1.00003x)", "1": "\u26a0 WORSE than PCA-1 (1.07x)"}
+    md = (tmp_path / "summary.md").read_text()
+    assert "| 1 \u26a0 |" in md and "| 0 \u26a0 |" not in md

@@ -63,6 +63,8 @@ def verdict_line(title: str, what: str, model: float, mean: float, pca: float, k
         verdict = "PCA is exact (code size >= data dimension), no model can beat it"
     elif model < pca:
         verdict = "beats PCA"
+    elif pca > 0 and model <= pca * 1.005:
+        verdict = f"matches PCA ({model / pca:.4g}x its loss)"
     else:
         verdict = f"does NOT beat PCA ({model / pca:.3g}x its loss)" if pca > 0 else "does NOT beat PCA"
     return f"{title}: {what} {model:.4g} vs mean predictor {mean:.4g}, PCA-{k} {pca:.4g}: {verdict}"

@@ -36,6 +36,7 @@ MAX_MAP_SIDE = 4000  # validation's largest plots.error_map_resolution
 MAX_MAP_BYTES = MAX_MAP_SIDE**2 * 8 + 1024 * 1024  # the largest real grid uncompressed, and some room
 SHOWN_SIDE = 400  # a grid is drawn at most this many cells across (a tile is ~200 px wide)
 WIDTH, DPI = 12.0, 100  # inches and dots per inch: 1200 px, a page's width
+MIN_TILE_SCALE = 0.3  # a tiled figure shrunk below 30% of its width is unreadable: then one tile a row
 MAX_COLS = 5  # tiles per row when only one key is swept (wrapped beyond)
 COLOR_LIMITS_KEY = "aecli:color_limits"  # PNG text chunk of comparison_error_map.png
 # Per-job figures the curve comparisons replace: tiling them too would give two figures of one thing.
@@ -385,6 +386,10 @@ def write_tiles(jobs: list[dict[str, Any]], keys: list[str], figure: str, path: 
     first = next((image for image in images.values() if image is not None), None)
     aspect = first.shape[1] / first.shape[0] if first is not None else 4 / 3
     rows, n_cols, cell = grid_layout(jobs, keys)
+    named = title_keys(keys)
+    if first is not None and WIDTH / (n_cols + 0.3) * DPI < MIN_TILE_SCALE * first.shape[1]:
+        rows, n_cols, cell = [None] * len(jobs), 1, {(i, 0): job for i, job in enumerate(jobs)}  # one a row: readable
+        named = keys  # no row labels: each title names everything its job varies
     tile = WIDTH / (n_cols + 0.3)
     fig, axes = plt.subplots(
         len(rows), n_cols, figsize=(WIDTH, (tile / aspect + 0.35) * len(rows) + 0.5), squeeze=False
@@ -405,7 +410,7 @@ def write_tiles(jobs: list[dict[str, Any]], keys: list[str], figure: str, path: 
             ax.text(0.5, 0.5, f"could not read {figure}", ha="center", va="center", color="firebrick")
         else:
             ax.text(0.5, 0.5, f"no {figure}\n(status: {job['summary'].get('status')})", ha="center", va="center")
-        ax.set_title(tile_title(job, title_keys(keys)), fontsize=10)
+        ax.set_title(tile_title(job, named), fontsize=10)
     fig.suptitle(f"{figure.removesuffix('.png')} of {len(jobs)} jobs")
     fig.tight_layout()
     save_figure(fig, path, DPI)

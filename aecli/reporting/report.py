@@ -94,6 +94,7 @@ BASELINE_METRICS = (
 )
 DEFAULT_FIGURES = ("error_map.png",)  # loss curves are drawn from metrics.csv (comparison.py), never tiled
 WORSE = "\u26a0"  # the marker of a job that does not beat PCA with its own code size
+PCA_MATCH = 0.005  # within 0.5% of PCA's loss: it found PCA's solution (a linear net can do no better)
 
 
 def sort_jobs(jobs: list[dict[str, Any]], metric: str, descending: bool = False) -> list[dict[str, Any]]:
@@ -138,7 +139,7 @@ def best_text(best: dict[str, Optional[str]]) -> Optional[str]:
 def pca_verdict(job: dict[str, Any]) -> str:
     """ "beats PCA-2", "WORSE than PCA-2 (1.4x)", "PCA-3 exact" (no model can beat it), or "" (no baselines)."""
     metrics = job["summary"].get("metrics") or {}
-    size, pca = number(metrics.get("baseline_pca_code_size")), number(metrics.get("baseline_pca_loss"))
+    size = number(metrics.get("baseline_pca_code_size"))
     name = f"PCA-{size:.0f}" if size is not None else "PCA"
     if number(metrics.get("baseline_pca_exact")) == 1.0:
         return f"{name} exact"
@@ -147,13 +148,26 @@ def pca_verdict(job: dict[str, Any]) -> str:
         return ""
     if beats == 1.0:
         return f"beats {name}"
-    loss = number(job["summary"].get("final_val_reconstruction", job["summary"].get("final_val_loss")))
-    ratio = f" ({loss / pca:.3g}x)" if loss is not None and pca else ""
-    return f"{WORSE} WORSE than {name}{ratio}"
+    ratio = pca_ratio(job)
+    if ratio is not None and ratio <= 1 + PCA_MATCH:
+        return f"matches {name} ({ratio:.5f}x)"
+    return f"{WORSE} WORSE than {name}" + (f" ({ratio:.3g}x)" if ratio is not None else "")
+
+
+def pca_ratio(job: dict[str, Any]) -> Optional[float]:
+    """The job's final validation (reconstruction) loss over PCA's, or None."""
+    summary = job["summary"]
+    loss = number(summary.get("final_val_reconstruction", summary.get("final_val_loss")))
+    pca = number((summary.get("metrics") or {}).get("baseline_pca_loss"))
+    return loss / pca if loss is not None and pca else None
 
 
 def worse_than_pca(job: dict[str, Any]) -> bool:
-    return number((job["summary"].get("metrics") or {}).get("beats_pca")) == 0.0
+    """Does not beat PCA, and is not within PCA_MATCH of it either (a linear net that found PCA's subspace)."""
+    if number((job["summary"].get("metrics") or {}).get("beats_pca")) != 0.0:
+        return False
+    ratio = pca_ratio(job)
+    return ratio is None or ratio > 1 + PCA_MATCH
 
 
 def table_rows(
