@@ -4,8 +4,10 @@ Hydra answers a few bad overrides with a Python traceback or a long report inste
 message: a config group set to a number, a bool or null (`dataset=null`, `model=3`) or to a
 name it has no option of (`dataset=nosuch`, also inside a sweep), a value with no key (`=3`,
 `+=x`), a key that moved to another group (`model.decoder_from=...`, now
-`transfer.decoder_from`), or a `resume=` naming no run folder (Hydra would make that folder
-first). `check_overrides` gives each one sentence. It runs before every command, so it stays
+`transfer.decoder_from`), a `resume=` naming no run folder (Hydra would make that folder
+first), or a key that the data set or model named on the command line does not have
+(`dataset=polynomial dataset.pth=x`, or `dataset.path=` in a sweep over `dataset=file,polynomial`).
+`check_overrides` gives each one sentence. It runs before every command, so it stays
 light and fast.
 """
 
@@ -47,6 +49,7 @@ def check_overrides(overrides: Sequence[str]) -> None:
     _check_group_values(parsed)
     if not any(o.key_or_group == "hydra.searchpath" for o in parsed) and not _search_path_from_command_line():
         _check_group_options(parsed)
+        _check_option_keys(parsed)
 
 
 def _check_override_forms(parsed: Sequence[Any]) -> None:
@@ -163,3 +166,57 @@ def _search_path_from_command_line() -> bool:
     have options aecli does not ship, and Hydra, which sees them, judges `dataset=...` alone."""
     flags = ("--config-dir", "-cd", "--config-path", "-cp")
     return any(arg.split("=", 1)[0] in flags for arg in sys.argv[1:])
+
+
+PLUGIN_GROUPS = ("dataset", "model")  # groups whose options are specs: every setting is a key of the option's file
+
+
+def _check_option_keys(parsed: Sequence[Any]) -> None:
+    """`dataset.pth=x` with `dataset=polynomial` (or in a sweep `dataset=file,polynomial` with
+    `dataset.path=x`, a key only one option has): one sentence naming the option that lacks the key,
+    instead of Hydra's "Key 'pth' is not in struct". Only options named on the command line are
+    checked; a group chosen by an experiment or by default is left to Hydra and the spec's checks."""
+    import difflib
+
+    named = {o.key_or_group: _chosen_names(o.value()) for o in parsed if o.key_or_group in PLUGIN_GROUPS}
+    for o in parsed:
+        group, _, key = o.key_or_group.partition(".")
+        if not key or group not in named or o.is_force_add() or o.is_delete():
+            continue
+        setting = key.split(".")[0]
+        keys = {name: _option_keys(group, name) for name in named[group]}
+        lacking = [name for name, known in keys.items() if known is not None and setting not in known]
+        if not lacking:
+            continue
+        having = [name for name, known in keys.items() if known is not None and setting in known]
+        if having:
+            why = f"only of {group}={','.join(having)}: sweep those in a separate command"
+        else:
+            close = difflib.get_close_matches(setting, sorted(keys[lacking[0]] or ()), n=1)
+            why = f"did you mean {group}.{close[0]}?" if close else f"see `aecli {group}={lacking[0]} --cfg job`"
+        raise ConfigError(f"{o.key_or_group} is not a setting of {group}={lacking[0]} ({why})")
+
+
+@functools.cache
+def _option_keys(group: str, name: str) -> Optional[frozenset[str]]:
+    """The settings an option's YAML file gives (with those of the options its defaults list extends,
+    e.g. model=tanh extends model=mlp), or None where that cannot be read simply (left to Hydra)."""
+    from importlib.resources import files
+
+    import yaml
+
+    path = files("aecli.conf") / group / f"{name.removesuffix('.yaml')}.yaml"
+    if not path.is_file():
+        return None
+    tree = yaml.safe_load(path.read_text())
+    if not isinstance(tree, dict):
+        return None
+    keys = set(tree) - {"defaults"}
+    for base in tree.get("defaults", []):
+        if base == "_self_":
+            continue
+        inherited = _option_keys(group, base) if isinstance(base, str) and "/" not in base else None
+        if inherited is None:
+            return None
+        keys |= inherited
+    return frozenset(keys)

@@ -111,6 +111,20 @@ CASES = [
     case("type-int-from-text", "trainer.epochs=abc", expect="trainer.epochs", kind=HYDRA),
     case("type-bool-from-text", "trainer.shuffle=maybe", expect="trainer.shuffle", kind=HYDRA),
     case("unknown-key", "trainer.epoch=3", expect="epoch", kind=HYDRA),
+    case(
+        "dataset-key-of-another-option",
+        "dataset=polynomial",
+        "dataset.theta_max=40",
+        expect="dataset.theta_max is not a setting of dataset=polynomial",
+    ),
+    case("model-key-misspelt", "model=relu", "model.activaton=tanh", expect="did you mean model.activation?"),
+    case(
+        "sweep-key-of-one-option",
+        "-m",
+        "dataset=file,polynomial",
+        "dataset.path=x.csv",
+        expect="dataset.path is not a setting of dataset=polynomial (only of dataset=file",
+    ),
     case("grammar-open-bracket", "trainer.epochs=[1", expect="'[1'", kind=HYDRA),
     case("sweep-without-multirun", "trainer.epochs=1,2", expect="trainer.epochs=1,2", kind=HYDRA),
     # --- unknown group options (aecli.overrides.check_overrides): one line with the options, not Hydra's 14
