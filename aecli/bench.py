@@ -61,6 +61,7 @@ from aecli.run_files import RunFiles
 from aecli.training.loop import Training, fit
 from aecli.training.optim import make_optimizer
 from aecli.training.state import EpochRecord, FitResult
+from aecli.validation import Plan
 from aecli.vectorized import TrainRequest
 
 
@@ -390,18 +391,21 @@ def sweep_requests(jobs: list[list[str]], extra: list[str]) -> list[TrainRequest
     """Each job's TrainRequest as its run builds it (config, seed, data, model, optimizer), without
     folders or callbacks: what fit, or fit_group, then trains."""
     from aecli.config import compose
-    from aecli.pipeline import build_data, build_training, set_up_torch, settle
+    from aecli.pipeline import settle
 
-    requests = []
-    for overrides in jobs:
-        plan = settle(compose([*overrides, *extra]))
-        device, dtype = set_up_torch(plan.cfg.trainer)
-        torch.manual_seed(plan.cfg.seed)
-        data = build_data(plan)
-        training, _ = build_training(plan, data, None, None, [], device, dtype)
-        train, val = data.train.to(device, dtype), data.val.to(device, dtype)
-        requests.append(TrainRequest(training, train, val, plan.cfg.trainer, [], None))
-    return requests
+    return [plan_request(settle(compose([*overrides, *extra]))) for overrides in jobs]
+
+
+def plan_request(plan: Plan) -> TrainRequest:
+    """One job's TrainRequest from its checked config, seeded and built as its run builds it."""
+    from aecli.pipeline import build_data, build_training, set_up_torch
+
+    device, dtype = set_up_torch(plan.cfg.trainer)
+    torch.manual_seed(plan.cfg.seed)
+    data = build_data(plan)
+    training, _ = build_training(plan, data, None, None, [], device, dtype)
+    train, val = data.train.to(device, dtype), data.val.to(device, dtype)
+    return TrainRequest(training, train, val, plan.cfg.trainer, [], None)
 
 
 def timed(train: Callable[[list[TrainRequest]], list[FitResult]], requests: list[TrainRequest]) -> float:

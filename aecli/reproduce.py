@@ -40,10 +40,10 @@ from urllib.parse import quote
 from aecli.errors import ConfigError
 from aecli.folders import atomic_write, open_append
 from aecli.reporting.jobs import number, read_jobs, read_summary
+from aecli.signals import STOP_SIGNALS
 
 MANIFEST = "reproduction.json"  # marks DIR as a reproduction: what ran, with which settings, how it ended
 FAST_OVERRIDES = ("trainer.fast_dev_run=true",)
-STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 # Run order: cheapest first, so a reproduction stopped early (or cut off by a deadline) has the most
 # studies. Every experiment in conf/experiment/ must be here (tests/test_reproduce.py checks).

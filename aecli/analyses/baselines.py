@@ -82,10 +82,8 @@ def compared_loss(ctx: RunContext) -> tuple[float, str]:
 
 def scored_points(ctx: RunContext) -> torch.Tensor:
     """The validation rows the run's val_loss is scored on (aecli.training.loop.fit's cut)."""
-    t, val = ctx.cfg.trainer, ctx.data.val
-    if t.limit_val_batches is None:
-        return val
-    return val[: t.limit_val_batches * Batches.of(len(ctx.data.train), t).size]
+    t = ctx.cfg.trainer
+    return Batches.of(len(ctx.data.train), t).evaluated(ctx.data.val, t.limit_val_batches)
 
 
 def pca_fit(train: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

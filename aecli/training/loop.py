@@ -146,6 +146,11 @@ class Batches:
             per_epoch = min(per_epoch, cfg.limit_train_batches)
         return cls(size, per_epoch, per_epoch * size if cfg.drop_last else min(n, per_epoch * size))
 
+    def evaluated(self, x: torch.Tensor, limit: Optional[int]) -> torch.Tensor:
+        """What an evaluation scores of `x`: its first `limit` batches' worth of points
+        (trainer.limit_val_batches), or all of it without a limit."""
+        return x if limit is None else x[: limit * self.size]
+
 
 @dataclass
 class EpochSteps:
@@ -202,9 +207,7 @@ def fit(
     true (or at once on KeyboardInterrupt), and with status "diverged" at the end of an epoch with
     a non-finite loss (checked once per epoch, so the steps never wait for the host)."""
     batches = Batches.of(len(train), cfg)
-    if cfg.limit_val_batches is not None:  # the first batches' worth of points, for every evaluation
-        val = val[: cfg.limit_val_batches * batches.size]
-    log = EpochLog(training, val, callbacks)
+    log = EpochLog(training, batches.evaluated(val, cfg.limit_val_batches), callbacks)
     state = begin(training, train, cfg, batches, log, start)
     steps, status, clean, diverged_at_step = state.steps, Status.completed, True, None
     try:
@@ -246,7 +249,7 @@ def begin(
     """Where training starts: a fresh run records the untrained model as epoch 0 (its train loss on at
     most `limit_val_batches` batches' worth of points); a resumed one puts the generators back."""
     if start is None:
-        scored = train if cfg.limit_val_batches is None else train[: cfg.limit_val_batches * batches.size]
+        scored = batches.evaluated(train, cfg.limit_val_batches)
         state = TrainState.capture(0, 0, 0, batches.per_epoch, training.data_order.get_state())
         lr = float(training.optimizer.param_groups[0]["lr"])
         log.record(0, evaluate(training.model, scored, training.regularizers), lr, state)

@@ -47,9 +47,8 @@ class Member:
     def of(cls, request: TrainRequest, index: int) -> Member:
         cfg: TrainerConfig = request.cfg
         batches = Batches.of(len(request.train), cfg)
-        limit = cfg.limit_val_batches
-        val = request.val if limit is None else request.val[: limit * batches.size]
-        scored = request.train if limit is None else request.train[: limit * batches.size]
+        val = batches.evaluated(request.val, cfg.limit_val_batches)
+        scored = batches.evaluated(request.train, cfg.limit_val_batches)
         history = request.training.history
         started = time.perf_counter() - (history[-1].seconds if history else 0.0)
         state = TrainState.capture(0, 0, 0, batches.per_epoch, request.training.data_order.get_state())

@@ -21,7 +21,6 @@ import torch
 from omegaconf import OmegaConf
 
 from aecli.config import compose
-from aecli.pipeline import build_data, build_training
 from aecli.training.loop import fit
 from aecli.validation import Plan, validate
 from aecli.vectorized import TrainRequest, fit_group
@@ -49,8 +48,11 @@ def plan_of(overrides: Sequence[str], device: torch.device) -> Plan:
     return validate(compose([f"trainer.device={device.type}", "trainer.progress=false", *overrides]))
 
 
-def request(plan: Plan, device: torch.device, seed: Optional[int] = None, lr: Optional[float] = None) -> TrainRequest:
-    """One job's TrainRequest, built as the pipeline builds it (seeded model, its own data order)."""
+def request(plan: Plan, seed: Optional[int] = None, lr: Optional[float] = None) -> TrainRequest:
+    """One job's TrainRequest, built as its run builds it (aecli.bench.plan_request); the plan is
+    copied with another seed and lr rather than composed again (a thousand composes take minutes)."""
+    from aecli.bench import plan_request
+
     cfg = copy.deepcopy(plan.cfg)
     if seed is not None:
         OmegaConf.update(cfg, "seed", seed)
@@ -58,10 +60,7 @@ def request(plan: Plan, device: torch.device, seed: Optional[int] = None, lr: Op
         OmegaConf.update(cfg, "optimizer.lr", lr)
     plan = copy.copy(plan)
     plan.cfg = cfg
-    torch.manual_seed(cfg.seed)
-    data = build_data(plan)
-    training, start = build_training(plan, data, None, None, [], device, torch.float32)
-    return TrainRequest(training, data.train.to(device), data.val.to(device), cfg.trainer, [], start)
+    return plan_request(plan)
 
 
 def sync(device: torch.device) -> None:
@@ -72,8 +71,8 @@ def sync(device: torch.device) -> None:
 def check_equivalence(device: torch.device) -> None:
     """Each member of a mixed group against the same job trained alone: relative val-loss differences."""
     plans = [plan_of(["experiment=nonlinear_2d", "trainer.epochs=5", *v], device) for v in MIXED]
-    alone = [fit(r.training, r.train, r.val, r.cfg) for r in (request(p, device) for p in plans)]
-    group = fit_group([request(p, device) for p in plans])
+    alone = [fit(r.training, r.train, r.val, r.cfg) for r in (request(p) for p in plans)]
+    group = fit_group([request(p) for p in plans])
     for variant, a, g in zip(MIXED, alone, group):
         first = abs(a.history[1].val_loss - g.history[1].val_loss) / a.history[1].val_loss
         last = abs(a.history[-1].val_loss - g.history[-1].val_loss) / a.history[-1].val_loss
@@ -83,7 +82,7 @@ def check_equivalence(device: torch.device) -> None:
 def measure(name: str, overrides: Sequence[str], lrs: Sequence[float], ks: Sequence[int], device: torch.device) -> None:
     """Member-steps per second of one plain fit, then of fit_group for each K."""
     plan = plan_of(overrides, device)
-    one = request(plan, device)
+    one = request(plan)
     sync(device)
     start = time.perf_counter()
     steps = fit(one.training, one.train, one.val, one.cfg).steps
@@ -91,7 +90,7 @@ def measure(name: str, overrides: Sequence[str], lrs: Sequence[float], ks: Seque
     alone = steps / (time.perf_counter() - start)
     print(f"{name}: one plain fit {alone:,.0f} steps/s")
     for k in ks:
-        requests = [request(plan, device, seed=i, lr=lrs[i % len(lrs)]) for i in range(k)]
+        requests = [request(plan, seed=i, lr=lrs[i % len(lrs)]) for i in range(k)]
         sync(device)
         start = time.perf_counter()
         results = fit_group(requests)
