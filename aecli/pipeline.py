@@ -27,9 +27,9 @@ from aecli.analyses import RunContext, encode_reconstruct
 from aecli.data import Dataset, UnscalableData, non_finite_dtype, overflow_message
 from aecli.errors import ConfigError, first_line
 from aecli.folders import locked
-from aecli.memory import check_model_memory
+from aecli.memory import check_model_memory, reuse_freed_memory
 from aecli.models import Autoencoder, build_model
-from aecli.reporting import plots
+from aecli.reporting import drawing, plots
 from aecli.reporting.trackers import Trackers
 from aecli.run_files import (
     CHECKPOINT_DIR,
@@ -106,11 +106,12 @@ def run(cfg: DictConfig, run_dir: Union[str, Path]) -> RunSummary:
             record.title,
             cfg.plots.dpi,
         )
-        record.phase("figures")
-        if cfg.plots.enabled:
-            record.metrics.update(draw_figures(ctx))
-        record.phase("analyses")
-        record.metrics.update(run_analyses(ctx))
+        with drawing.run_figures(failed_in=record.failed_in):  # figures a worker draws: all written before the end
+            record.phase("figures")
+            if cfg.plots.enabled:
+                record.metrics.update(draw_figures(ctx))
+            record.phase("analyses")
+            record.metrics.update(run_analyses(ctx))
         record.trackers.log_figures(sorted(run_dir.glob("*.png")))
         record.summary.status = result.status  # every file above is written: "completed"
     return record.summary
@@ -146,7 +147,8 @@ SMOKE_ERROR_MAP_RESOLUTION = 50
 
 
 def set_up_torch(t: DictConfig) -> tuple[torch.device, torch.dtype]:
-    """Threads, then the device and dtype the run trains in."""
+    """Threads and malloc's reuse of freed memory, then the device and dtype the run trains in."""
+    reuse_freed_memory()
     if t.num_threads > 0:
         torch.set_num_threads(t.num_threads)
     return resolve_device(t.device), getattr(torch, t.dtype)
@@ -407,7 +409,12 @@ class RunRecord:
         """Enter the next phase: a safe point, so a stop asked for before it ends the run here."""
         signals.check(name)
         self.summary.phase = name
+        drawing.set_phase(name)
         write_summary(self.run_dir, self.summary.as_dict())  # a few ms: anyone can watch which phase a run is in
+
+    def failed_in(self, phase: str) -> None:
+        """A figure drawn by a worker failed: the run fails in the phase that figure was drawn in."""
+        self.summary.phase = phase
 
     def trained(
         self,

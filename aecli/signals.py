@@ -148,3 +148,5 @@ def watch_file(path: Optional[Path]) -> Iterator[None]:
     finally:
         done.set()
         watcher.join()
+        if path.exists() and not requested():  # it appeared since the watcher last looked
+            request(f"the sweep's stop file {path}")

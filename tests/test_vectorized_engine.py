@@ -258,3 +258,36 @@ def test_trainer_settings_match_fit_alone(settings):
         for ra, rg in zip(a.history, g.history):
             assert relative(ra.train_loss, rg.train_loss) < 1e-5 and relative(ra.val_loss, rg.val_loss) < 1e-5
             assert ra.lr == pytest.approx(rg.lr)
+
+
+FAULTS_SCRIPT = """
+import resource, sys, torch
+import aecli.memory
+if sys.argv[1] == "default":  # glibc's own settings: the runs' call made a no-op
+    aecli.memory.reuse_freed_memory = lambda: False
+import aecli.pipeline
+aecli.pipeline.reuse_freed_memory = aecli.memory.reuse_freed_memory
+from aecli.vectorized import fit_group
+from aecli.vectorized.scaling import plan_of, request
+plan = plan_of(["experiment=rectangle_capacity", "model=big", "trainer.epochs=5"], torch.device("cpu"))
+requests = [request(plan, seed=i) for i in range(64)]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+fit_group(requests)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_freed_memory_is_reused_instead_of_faulting_in_fresh_pages():
+    """A stacked group's steps free and allocate the same blocks: with reuse_freed_memory (every run
+    calls it) they come back from the heap; with glibc's defaults many are fresh mappings whose pages
+    fault in again (64 rectangle `big` nets, 5 epochs: 19,000 minor page faults against 12,000 here)."""
+    import subprocess
+    import sys
+
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], capture_output=True, text=True, check=True)
+        return int(out.stdout.split()[-1])
+
+    reused, default = faults("reuse"), faults("default")
+    assert reused < 0.8 * default, (reused, default)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,35 +115,101 @@ def test_a_diverging_member_stops_alone_and_a_failing_job_fails_alone(tmp_path):
     assert first["final_val_loss"] != last["final_val_loss"]
 
 
-@pytest.mark.parametrize("how", ["SIGINT", "stop file"])
-def test_a_stop_during_group_training_interrupts_every_member_resumably(tmp_path, how):
-    sweep = tmp_path / "s"
-    args = ["-m", VECTORIZED, "model=tanh,tanh_nobias,relu", "trainer.epochs=400", "plots.enabled=false"]
+def test_worker_processes_share_the_jobs_and_give_what_one_process_gives(nonlinear_sweeps, tmp_path):
+    one = nonlinear_sweeps[1]  # the basic launcher's (a test above resumes a job of the vectorized one)
+    args = ["-m", "experiment=nonlinear_2d", "trainer.epochs=3", "plots.enabled=false", "trainer.progress=false"]
+    proc = run_cli(*args, VECTORIZED, "hydra.launcher.processes=2", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert "Launching 10 jobs in 2 processes" in output  # dealt round-robin: one group of 5 in each process
+    assert "jobs 0,2,4,6,8 train as one group of 5" in output and "jobs 1,3,5,7,9 train as one group of 5" in output
+    assert files_of(tmp_path / "s") - {"multirun.yaml"} == files_of(one) - {"multirun.yaml"}
+    for shared, alone in zip(job_dirs(tmp_path / "s"), job_dirs(one)):
+        s, a = read_summary(shared), read_summary(alone)
+        assert s["status"] == "completed" and s["group_size"] == 5 and s["model"] == a["model"]
+        assert s["final_val_loss"] == pytest.approx(a["final_val_loss"], rel=1e-4)  # float sums reordered only
+    rows = list(csv.DictReader(open(tmp_path / "s" / "summary.csv")))
+    assert len(rows) == 10 and all(r["status"] == "completed" for r in rows)
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The launcher's worker processes: children of `parent` started by multiprocessing's spawn."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"spawn_main" in cmdline:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def run_until(sweep: Path, args: list[str], ready: Callable[[], bool], act: Callable[[int], None]) -> tuple[int, str]:
+    """`aecli -m ARGS` into `sweep`, in a session of its own; once `ready()` holds, `act(its pid)`; then
+    its exit status and its output (stdout and stderr together). Whatever is left is killed."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aecli", *args, "trainer.progress=false", f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        [sys.executable, "-m", "aecli", "-m", *args, "trainer.progress=false", f"hydra.sweep.dir={sweep}"],
+        cwd=sweep.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not (sweep / "2" / "metrics.csv").is_file() and not (sweep / "0" / "metrics.csv").is_file():
+        deadline = time.monotonic() + 90
+        while not ready():
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
-        if how == "SIGINT":
-            proc.send_signal(signal.SIGINT)
-        else:
-            (sweep / ".aecli-stop").touch()
-        _, stderr = proc.communicate(timeout=60)
+        act(proc.pid)
+        output, _ = proc.communicate(timeout=120)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+    return proc.returncode, output
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes in /proc")
+def test_a_killed_worker_process_costs_its_own_jobs_only(tmp_path):
+    sweep = tmp_path / "s"
+    args = [VECTORIZED, "hydra.launcher.processes=2", "model=tanh,tanh_nobias,relu", "trainer.epochs=150"]
+
+    def kill_the_second_worker(parent: int) -> None:
+        workers = worker_pids(parent)
+        assert len(workers) == 2
+        for pid in workers:  # the one whose job folder 1 is open
+            if any(str(sweep / "1") in str(p.resolve()) for p in Path(f"/proc/{pid}/fd").iterdir()):
+                os.kill(pid, signal.SIGKILL)
+
+    ready = (sweep / "1" / "metrics.csv").is_file  # job 1 trains alone in the second worker
+    status, output = run_until(sweep, [*args, "plots.enabled=false"], ready, kill_the_second_worker)
+    assert status == 1 and "Traceback" not in output, output[-2000:]
+    assert "vectorized: the process running jobs 1 ended before they did" in output
+    first, lost, last = (read_summary(d) for d in job_dirs(sweep))
+    assert first["status"] == last["status"] == "completed" and first["group_size"] == last["group_size"] == 2
+    assert lost["status"] == "running"  # as a run killed with SIGKILL leaves it: `aecli resume=` continues it
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "stop file", "SIGINT, 2 processes", "stop file, 2 processes"])
+def test_a_stop_during_group_training_interrupts_every_member_resumably(tmp_path, how):
+    sweep = tmp_path / "s"
+    args = [VECTORIZED, "model=tanh,tanh_nobias,relu", "trainer.epochs=400", "plots.enabled=false"]
+    if "processes" in how:  # jobs 0 and 2 stack in one worker, job 1 trains alone in the other
+        args.append("hydra.launcher.processes=2")
+
+    def stop(pid: int) -> None:
+        if how.startswith("SIGINT"):
+            os.kill(pid, signal.SIGINT)
+        else:
+            (sweep / ".aecli-stop").touch()
+
+    ready = lambda: (sweep / "2" / "metrics.csv").is_file() or (sweep / "0" / "metrics.csv").is_file()  # noqa: E731
+    status, output = run_until(sweep, args, ready, stop)
+    assert status == 130 and "Traceback" not in output, output[-2000:]
     summaries = [read_summary(d) for d in job_dirs(sweep)]
     assert [(s["status"], s["phase"]) for s in summaries] == [("interrupted", "train")] * 3
-    assert all(s["group_size"] == 3 for s in summaries)
+    sizes = [2, None, 2] if "processes" in how else [3, 3, 3]
+    assert [s.get("group_size") for s in summaries] == sizes
     member = job_dirs(sweep)[1]
     (sweep / ".aecli-stop").unlink(missing_ok=True)
     target = read_summary(member)["epochs"] + 2  # two epochs more than it had finished: quick, and past the stop
@@ -173,9 +240,43 @@ def test_optuna_trials_arrive_in_batches_and_each_batch_is_grouped(tmp_path):
     assert best["best_value"] == pytest.approx(min(s["final_val_loss"] for s in summaries))
 
 
-def test_a_bad_launcher_setting_is_one_sentence(tmp_path):
-    proc = run_cli("-m", VECTORIZED, "hydra.launcher.max_members=0", "model=tanh,relu", cwd=tmp_path, check=False)
+@pytest.mark.parametrize("key", ["max_members", "processes"])
+def test_a_bad_launcher_setting_is_one_sentence(tmp_path, key):
+    proc = run_cli("-m", VECTORIZED, f"hydra.launcher.{key}=0", "model=tanh,relu", cwd=tmp_path, check=False)
     assert (
         proc.returncode == 2
-        and proc.stderr == "aecli: error: hydra.launcher.max_members=0 is not allowed: use an integer >= 1\n"
+        and proc.stderr == f"aecli: error: hydra.launcher.{key}=0 is not allowed: use an integer >= 1\n"
     )
+
+
+CRASHING_GROUP = """
+import sys
+import aecli.vectorized
+
+def crash(requests, stop_requested=None):
+    raise RuntimeError("simulated fault in the stacked step")
+
+aecli.vectorized.fit_group = crash  # what the launcher calls for a group
+sys.argv = ["aecli", *sys.argv[1:]]
+from aecli.__main__ import main
+main()
+"""
+
+
+def test_a_fault_in_the_group_training_fails_every_member_in_one_line(tmp_path):
+    sweep = tmp_path / "s"
+    args = ["-m", VECTORIZED, "model=tanh,relu,linear", "trainer.epochs=2", "plots.enabled=false"]
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASHING_GROUP, *args, "trainer.progress=false", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = proc.stdout + proc.stderr  # a bug: each job logs its traceback, as a job that fails alone does
+    assert proc.returncode == 1 and "vectorized: the group of jobs 0-2 failed: simulated fault" in output
+    summaries = [read_summary(d) for d in job_dirs(sweep)]
+    assert [(s["status"], s["phase"]) for s in summaries] == [("failed", "train")] * 3
+    assert all("simulated fault in the stacked step" in s["error"] for s in summaries)
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert all(r["status"].startswith("failed: RuntimeError: simulated fault") for r in rows) and len(rows) == 3

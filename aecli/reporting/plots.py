@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm, Normalize  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
+from aecli.reporting.drawing import in_pool  # noqa: E402
+
 CMAP = "viridis"
 
 
@@ -36,6 +38,7 @@ def save_figure(fig: plt.Figure, path: Path, dpi: int, metadata: Optional[dict[s
     atomic_write(Path(path), lambda f: f.write(buffer.getvalue()))
 
 
+@in_pool
 def loss_curve(
     epochs: Sequence[int],
     train: Sequence[float],
@@ -111,6 +114,7 @@ def point_style(n: int) -> dict[str, Any]:
     return {"s": 4, "alpha": 0.6} if n <= 3000 else {"s": 2, "alpha": 0.5}
 
 
+@in_pool
 def latent(
     codes: np.ndarray,
     color: np.ndarray,
@@ -156,6 +160,7 @@ def latent(
 MAX_LINKS = 400  # point-to-reconstruction lines drawn at most (a seeded subsample beyond)
 
 
+@in_pool
 def reconstruction(
     x: np.ndarray,
     x_hat: np.ndarray,
@@ -211,6 +216,7 @@ def reconstruction(
     save_figure(fig, path, dpi)
 
 
+@in_pool
 def image_pairs(
     top: np.ndarray,
     bottom: np.ndarray,
@@ -262,6 +268,7 @@ def data_overlay(ax: Any, data: Optional[np.ndarray], label: str = "training dat
         ax.scatter(data[:, 0], data[:, 1], s=4, c="white", edgecolors="black", linewidths=0.3, alpha=0.8, label=label)
 
 
+@in_pool
 def error_map(
     err: np.ndarray,
     extent: Sequence[float],

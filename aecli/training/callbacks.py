@@ -85,8 +85,11 @@ class Checkpoints(RunCallback):
         self.every = every
 
     def on_epoch_end(self, record: EpochRecord, state: TrainState) -> None:
-        if record.epoch % self.every == 0 and record.epoch < self.run.trainer.epochs:  # the last: at fit's end
+        if self.needs_optimizer_state(record.epoch):
             self.save(state)
+
+    def needs_optimizer_state(self, epoch: int) -> bool:
+        return epoch % self.every == 0 and epoch < self.run.trainer.epochs  # the last: at fit's end
 
     def on_fit_end(self, result: FitResult) -> None:
         if result.weights_match_state:

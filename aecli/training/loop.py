@@ -57,6 +57,12 @@ class Callback:
     def on_fit_end(self, result: FitResult) -> None:
         """Once, however training ended."""
 
+    def needs_optimizer_state(self, epoch: int) -> bool:
+        """Whether on_epoch_end of `epoch` reads the optimizer's state (a checkpoint does). A stacked
+        group (aecli.vectorized) hands each member its weights after every epoch, its optimizer
+        state only after such epochs and the last: copying it costs a tenth of a small net's epoch."""
+        return False
+
 
 def resolve_device(name: str) -> torch.device:
     """auto picks cuda, then mps, then cpu; asking for a missing accelerator is a config error."""

@@ -114,7 +114,7 @@ def train(group: Group, epochs: int, stop_requested: Callable[[], bool]) -> None
             group.stopped_states(epoch, done)
             finish_all(group.members, Status.interrupted, clean=True)
             return
-        survivors = end_epoch(group, epoch, done)
+        survivors = end_epoch(group, epoch, done, last=epoch == epochs)
         if survivors is None:
             return
         group = survivors
@@ -136,13 +136,15 @@ def begin(group: Group) -> None:
         member.record(0, group.member_terms(train_values, k), group.member_terms(val_values, k), member.lr())
 
 
-def end_epoch(group: Group, epoch: int, done: EpochSums) -> Optional[Group]:
+def end_epoch(group: Group, epoch: int, done: EpochSums, last: bool) -> Optional[Group]:
     """The epoch's one host sync; members with a non-finite term leave as "diverged"; the others get
-    their weights and optimizer state written back, their schedule stepped and their metrics row.
-    Returns the group that goes on (None when no member is left)."""
+    their weights (and, where a callback reads it or the group changes, optimizer state) written
+    back, their schedule stepped and their metrics row. Returns the group that goes on (None when
+    no member is left)."""
     sums = done.sums.tolist()
-    group.write_back()
     finite = [all(math.isfinite(sums[k][c]) for c in group.terms.member_columns[k]) for k in range(len(group.members))]
+    wanted = any(c.needs_optimizer_state(epoch) for m in group.members for c in m.request.callbacks)
+    group.write_back(optimizer=last or wanted or not all(finite))  # a smaller group is rebuilt from the plain state
     for k, member in enumerate(group.members):
         if not finite[k]:
             bad = (~torch.isfinite(done.step_losses[k])).nonzero()

@@ -99,10 +99,12 @@ class Group:
             member.steps += per_epoch
         return done
 
-    def write_back(self) -> None:
-        """Every member's plain model and optimizer get the stacked weights and state."""
+    def write_back(self, optimizer: bool = True) -> None:
+        """Every member's plain model gets the stacked weights, and its optimizer the stacked state
+        (unless `optimizer` is False: nothing reads that state this epoch)."""
         self.write_weights()
-        self.optimizer.write_back()
+        if optimizer:
+            self.optimizer.write_back()
 
     def stopped_states(self, epoch: int, done: EpochSums) -> None:
         """Each member's TrainState after a stop request inside `epoch`, as run_epoch captures it."""

@@ -6,10 +6,15 @@ files, aecli.log, JobReturn), but in a thread of its own that stops at the run's
 launcher starts a job, waits until it reaches its train step (or ends, e.g. on a bad value), and
 goes on with the next. Requests with the same aecli.vectorized.stack_key form a group (at most
 `max_members`); a group trains at once with fit_group, in this thread, and then each member
-finishes (figures, analyses, summary) one after the other. A request without a key, or alone in
+finishes (analyses, summary) one after the other while worker processes draw its figures
+(aecli.reporting.drawing; `figure_workers`). A request without a key, or alone in
 its group, trains alone with plain fit. Meanwhile every waiting job's folder stays locked and its
 summary.json says "running"; a stop request (signal or the sweep's stop file) ends the group's
 training for every member, each folder then "interrupted" in phase train and resumable.
+
+With `processes` > 1 the jobs are dealt over that many worker processes, each running this
+launcher over its share (processes.py). Each job's config is composed once: the one Hydra's
+sweeper composed to check the batch (RememberingLoader).
 
 Only Hydra and the standard library are imported at module level: Hydra imports every plugin
 module at start-up, `aecli --help` included.
@@ -21,45 +26,78 @@ import logging
 import threading
 from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
+Job = tuple[int, list[str], Optional[DictConfig]]  # its number, its overrides, its config where already composed
 POLL_S = 0.2  # waits in the launching thread wake this often, so signal handlers run (a second Ctrl-C)
 
 
 class VectorizedLauncher(Launcher):
-    def __init__(self, max_members: int = 64, max_waiting: int = 256) -> None:
+    def __init__(
+        self, max_members: int = 64, max_waiting: int = 256, figure_workers: Optional[int] = None, processes: int = 1
+    ) -> None:
         from aecli.errors import ConfigError, fail
 
-        for key, value in (("max_members", max_members), ("max_waiting", max_waiting)):
+        for key, value in (("max_members", max_members), ("max_waiting", max_waiting), ("processes", processes)):
             if value < 1:  # one sentence and exit 2, before any job runs (Hydra would wrap a raised error)
                 fail(ConfigError(f"hydra.launcher.{key}={value} is not allowed: use an integer >= 1"))
-        self.max_members, self.max_waiting = max_members, max_waiting
+        if figure_workers is not None and figure_workers < 0:
+            fail(ConfigError(f"hydra.launcher.figure_workers={figure_workers} is not allowed: use null, 0 or more"))
+        self.max_members, self.max_waiting, self.figure_workers = max_members, max_waiting, figure_workers
+        self.processes = processes
+        self.workers: Any = None  # the worker processes, with processes > 1
+
+    def settings(self) -> dict[str, Any]:
+        """What a launcher in a worker process is built with (processes.py)."""
+        keys = ("max_members", "max_waiting", "figure_workers")
+        return {key: getattr(self, key) for key in keys}
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        if not isinstance(hydra_context.config_loader, RememberingLoader):
+            hydra_context.config_loader = cast(Any, RememberingLoader(hydra_context.config_loader))
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        if self.processes > 1 and self.workers is None:  # their start-up overlaps Hydra's composing of the jobs
+            from .processes import start_workers
+
+            self.workers = start_workers(self.processes)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        """Run every job, grouped where they can be; their JobReturns in the jobs' order. A second
-        Ctrl-C aborts: every job still waiting ends "interrupted", then KeyboardInterrupt goes on up."""
+        """Run every job, grouped where they can be; their JobReturns in the jobs' order. With
+        hydra.launcher.processes > 1 the jobs are shared out over that many worker processes (processes.py)."""
         setup_globals()
         assert self.config is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides)} jobs locally, compatible ones stacked (hydra/launcher=vectorized)")
+        jobs: list[Job] = [(idx, list(o), None) for idx, o in enumerate(job_overrides, start=initial_job_idx)]
+        if self.processes > 1 and len(jobs) > 1:
+            from .processes import launch_in_processes
+
+            return launch_in_processes(self, jobs)
+        log.info(f"Launching {len(jobs)} jobs locally, compatible ones stacked (hydra/launcher=vectorized)")
+        return self.run_jobs(jobs)
+
+    def run_jobs(self, jobs: Sequence[Job]) -> list[JobReturn]:
+        """Every job in this process, their JobReturns in the jobs' order. A second Ctrl-C aborts:
+        every job still waiting ends "interrupted", then KeyboardInterrupt goes on up."""
+        from aecli.reporting.drawing import figure_pool
+
+        assert self.config is not None
         members: list[Member] = []
         hydra_cfg = HydraConfig.instance().cfg
         try:
-            self.run_all(job_overrides, initial_job_idx, members)
+            draws = bool(OmegaConf.select(self.config, "plots.enabled", default=True))
+            with figure_pool(self.figure_workers, warm=draws):  # members' figures drawn by workers
+                self.run_all(jobs, members)
         except BaseException:
             abort(members)
             raise
@@ -68,16 +106,16 @@ class VectorizedLauncher(Launcher):
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [cast_return(m) for m in members]
 
-    def run_all(self, job_overrides: Sequence[Sequence[str]], first: int, members: list[Member]) -> None:
+    def run_all(self, jobs: Sequence[Job], members: list[Member]) -> None:
         """Start the jobs in order; train each group when it is full, the rest at the end."""
         from aecli.vectorized import stack_key
 
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         chdir = bool(self.config.hydra.job.chdir)  # one working directory per job: jobs cannot wait side by side
         groups: dict[Hashable, list[Member]] = {}
-        for idx, overrides in enumerate(job_overrides, start=first):
+        for idx, overrides, composed in jobs:
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            config = composed if composed is not None else self.loader().take_sweep_config(self.config, overrides)
             with open_dict(config):
                 config.hydra.job.id = idx
                 config.hydra.job.num = idx
@@ -102,6 +140,11 @@ class VectorizedLauncher(Launcher):
                 self.train(groups.pop(max(groups, key=lambda k: len(groups[k]))))
         for key in list(groups):
             self.train(groups.pop(key))
+
+    def loader(self) -> RememberingLoader:
+        assert self.hydra_context is not None
+        loader = self.hydra_context.config_loader
+        return loader if isinstance(loader, RememberingLoader) else RememberingLoader(loader)
 
     def train(self, group: list[Member]) -> None:
         """One group's training at once, then each member's finish (figures, analyses, summary)."""
@@ -229,6 +272,39 @@ class Member:
             handler.close()
 
 
+class RememberingLoader:
+    """Hydra's config loader, remembering the job configs it composed for this launcher.
+
+    Before handing a batch of jobs to the launcher, Hydra's sweepers compose every job's config to
+    check the batch (`Sweeper.validate_batch_is_legal`) and throw the configs away; a launcher in
+    another process has to compose them again, one in this process need not. Installed in the
+    sweep's shared HydraContext by `VectorizedLauncher.setup`, this loader keeps each composed
+    config until the launcher takes it (once): a nonlinear_2d job's composition takes about 0.28 s.
+    Everything else is the wrapped loader's own."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.made: dict[tuple[int, tuple[str, ...]], list[DictConfig]] = {}
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        config = self.inner.load_sweep_config(master_config, sweep_overrides)
+        self.made.setdefault((id(master_config), tuple(sweep_overrides)), []).append(config)
+        return config
+
+    def take_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        """The job's config as it was composed for the sweeper's check (composed now if it was not)."""
+        made = self.made.get((id(master_config), tuple(sweep_overrides)))
+        if not made:
+            return self.inner.load_sweep_config(master_config, sweep_overrides)
+        config = made.pop()
+        if not made:
+            del self.made[(id(master_config), tuple(sweep_overrides))]
+        return config
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def abort(members: list[Member]) -> None:
     """After a second Ctrl-C (or a fault) in the launcher: every waiting job ends "interrupted" at its
     train step (with its share of its group's training, where that had ended); a job that was running
@@ -271,6 +347,9 @@ class OwnLog:
 
     def on_fit_end(self, result: Any) -> None:
         self._call("on_fit_end", result)
+
+    def needs_optimizer_state(self, epoch: int) -> bool:
+        return bool(self.inner.needs_optimizer_state(epoch))
 
 
 def spans(ids: list[int]) -> str:

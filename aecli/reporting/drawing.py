@@ -1,0 +1,153 @@
+"""Figures drawn in worker processes while the run goes on.
+
+Drawing is most of a small model's sweep time once training is stacked (hydra/launcher=vectorized:
+about 0.75 s of figures per nonlinear_2d job against 0.1 s of its share of the training), and
+matplotlib holds the GIL, so threads would not help. While a pool is open (`figure_pool`, which the
+vectorized launcher opens around a sweep), a plot function marked `@in_pool` is sent to a worker
+process and returns at once; with no pool it draws inline, as always.
+
+A run collects its figures' futures (`run_figures`, around its figures and analyses) and waits for
+them before it may say "completed": a figure that fails in a worker fails the run, as it would
+inline, naming the phase it was drawn in. A stop request while waiting cancels figures not yet
+started and waits for those being drawn (every PNG is written atomically either way), so no worker
+writes into a run folder after the run ended. A broken pool (a worker killed) is closed and the
+figure drawn inline.
+
+Workers are spawned, never forked from a process with threads and torch; they import matplotlib
+and plots.py, not torch, and ignore SIGINT, SIGTERM and SIGHUP: the launching process decides when
+a sweep stops, and shuts them down.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import functools
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+from aecli import signals
+
+F = TypeVar("F", bound=Callable[..., None])
+POLL_S = 0.1  # a run waiting for its figures answers a stop request this often
+
+_pool: list[cf.ProcessPoolExecutor] = []  # the open pool (at most one)
+_run = threading.local()  # .pending: the figures of the run this thread runs, while it collects them
+
+
+@dataclass
+class Pending:
+    """One figure on its way: where it is drawn, and how to draw it again inline."""
+
+    future: cf.Future[None]
+    phase: str
+    call: Callable[[], None]
+
+
+def in_pool(draw: F) -> F:
+    """Mark a plot function (arguments picklable, returns None) as one a worker may draw."""
+
+    @functools.wraps(draw)
+    def maybe_elsewhere(*args: Any, **kwargs: Any) -> None:
+        pending: Optional[list[Pending]] = getattr(_run, "pending", None)
+        if not _pool or pending is None:
+            return draw(*args, **kwargs)
+        # paths as this process sees them now (a job of hydra.job.chdir=true runs in its own folder)
+        args = tuple(a.absolute() if isinstance(a, Path) else a for a in args)
+        kwargs = {k: v.absolute() if isinstance(v, Path) else v for k, v in kwargs.items()}
+        try:  # the worker finds this wrapper by name and, with no pool of its own, draws
+            future = _pool[0].submit(functools.partial(maybe_elsewhere, *args, **kwargs))
+        except (BrokenProcessPool, RuntimeError):  # broken or shut down: draw it here
+            close_pool()
+            return draw(*args, **kwargs)
+        pending.append(Pending(future, getattr(_run, "phase", "figures"), functools.partial(draw, *args, **kwargs)))
+        return None
+
+    return maybe_elsewhere  # type: ignore[return-value]
+
+
+def _quiet_worker() -> None:
+    """A worker's start: stop signals are the launching process's to answer; plots.py imported once."""
+    for number in signals.STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+    import aecli.reporting.plots  # noqa: F401  (matplotlib's import, before the first figure)
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def figure_pool(workers: Optional[int] = None, warm: bool = True) -> Iterator[None]:
+    """Worker processes drawing the figures of the runs in this block (0 workers: draw inline).
+    `warm`: start them now (else at the first figure, e.g. where the config draws none)."""
+    workers = default_workers() if workers is None else workers
+    if workers < 1 or _pool:
+        yield
+        return
+    context = multiprocessing.get_context("spawn")
+    pool = cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_quiet_worker)
+    for _ in range(workers if warm else 0):  # start every worker now (matplotlib's import) while the sweep builds
+        pool.submit(int)
+    _pool.append(pool)
+    try:
+        yield
+    finally:
+        close_pool()
+
+
+def close_pool() -> None:
+    if _pool:
+        _pool.pop().shutdown(wait=True, cancel_futures=True)
+
+
+def set_phase(phase: str) -> None:
+    """The run phase figures sent from now on belong to (what a failure names)."""
+    _run.phase = phase
+
+
+@contextlib.contextmanager
+def run_figures(failed_in: Callable[[str], None]) -> Iterator[None]:
+    """Collect the figures a run sends to workers in this block; at its end wait for them all (the
+    first failure raised, after `failed_in` is told the phase it was drawn in). Left by an error or
+    a stop: cancel the ones not started, wait for the ones being drawn."""
+    pending: list[Pending] = []
+    _run.pending, _run.phase = pending, "figures"
+    try:
+        yield
+        wait_all(pending, failed_in)
+    finally:
+        for item in pending:
+            item.future.cancel()
+        cf.wait([item.future for item in pending])
+        _run.pending = None
+
+
+def wait_all(pending: list[Pending], failed_in: Callable[[str], None]) -> None:
+    """Wait for every figure, answering stop requests (in the phase of a figure still drawn)."""
+    for item in pending:
+        while True:
+            signals.check(item.phase)
+            try:
+                item.future.result(timeout=POLL_S)
+                break
+            except cf.TimeoutError:
+                continue
+            except BrokenProcessPool:  # a worker died (killed, out of memory): draw it here
+                close_pool()
+                item.call()
+                break
+            except Exception:
+                failed_in(item.phase)
+                raise
