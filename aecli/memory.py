@@ -112,9 +112,9 @@ def reuse_freed_memory() -> bool:
     Why: a training step frees and allocates the same tensors every step. A block above glibc's
     mmap threshold (128 KiB until its dynamic adjustment catches up) is a new mapping each time,
     whose every 4 KiB page faults in again when first written: a stacked group of 64 rectangle
-    `big` nets took 19,000 minor page faults in 5 epochs, 12,000 with this (5-10% more steps/s). Blocks of 32 MiB
-    and more (data sets) still get their own mappings and go back to the OS when freed. Nothing
-    happens where malloc is not glibc's (macOS, musl)."""
+    `big` nets took 19,000 minor page faults in 5 epochs, 12,000 with this (5-10% more steps/s).
+    Blocks of 32 MiB and more (data sets) still get their own mappings and go back to the OS when
+    freed. Nothing happens where malloc is not glibc's (macOS, musl)."""
     import ctypes
     import platform
 

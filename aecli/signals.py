@@ -98,6 +98,13 @@ def install() -> bool:
     return True
 
 
+def ignore() -> None:
+    """Ignore SIGINT, SIGTERM and SIGHUP: a worker process whose launching process decides when to
+    stop (a Ctrl-C reaches every process of the terminal's group)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def uninstall() -> None:
     """Put the handlers `install` replaced back, and forget every request and callback."""
     for sig, old in _previous.items():

@@ -25,7 +25,6 @@ import contextlib
 import functools
 import multiprocessing
 import os
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
@@ -75,8 +74,7 @@ def in_pool(draw: F) -> F:
 
 def _quiet_worker() -> None:
     """A worker's start: stop signals are the launching process's to answer; plots.py imported once."""
-    for number in signals.STOP_SIGNALS:
-        signal.signal(number, signal.SIG_IGN)
+    signals.ignore()
     import aecli.reporting.plots  # noqa: F401  (matplotlib's import, before the first figure)
 
 

@@ -100,10 +100,7 @@ def start_workers(n: int) -> list[cf.ProcessPoolExecutor]:
 def _start_worker() -> None:
     """A worker's start: the imports every job needs. Stop signals are ignored while it waits for its
     jobs (run_share answers them while they run): an idle worker has nothing to stop."""
-    import signal
-
-    for number in signals.STOP_SIGNALS:
-        signal.signal(number, signal.SIG_IGN)
+    signals.ignore()
     import aecli.pipeline  # noqa: F401  (torch, matplotlib)
 
 
