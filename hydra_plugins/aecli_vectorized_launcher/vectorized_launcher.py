@@ -142,9 +142,11 @@ class VectorizedLauncher(Launcher):
             self.train(groups.pop(key))
 
     def loader(self) -> RememberingLoader:
+        """The sweep's config loader, as `setup` wrapped it."""
         assert self.hydra_context is not None
         loader = self.hydra_context.config_loader
-        return loader if isinstance(loader, RememberingLoader) else RememberingLoader(loader)
+        assert isinstance(loader, RememberingLoader)
+        return loader
 
     def train(self, group: list[Member]) -> None:
         """One group's training at once, then each member's finish (figures, analyses, summary)."""
