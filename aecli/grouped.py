@@ -28,6 +28,8 @@ class Slot(Protocol):
 
     def hand_over(self, request: TrainRequest, stop_requested: Callable[[], bool]) -> FitResult: ...
 
+    def pause(self) -> None: ...
+
 
 _job = threading.local()  # .slot: the launcher's Slot of the job this thread runs
 
@@ -48,6 +50,15 @@ def group_size() -> Optional[int]:
     """The size of the group this thread's run trained in (None: it trained alone)."""
     slot: Optional[Slot] = getattr(_job, "slot", None)
     return None if slot is None else slot.group_size
+
+
+def let_others_finish() -> None:
+    """A member's figures are on their way to the figure workers: let the launcher finish the next
+    members (their analyses send more figures) before this run waits for its own. The launcher
+    resumes it later, with its log and Hydra config around it again. A run on its own goes straight on."""
+    slot: Optional[Slot] = getattr(_job, "slot", None)
+    if slot is not None:
+        slot.pause()
 
 
 def bind(slot: Optional[Slot]) -> None:

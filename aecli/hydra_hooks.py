@@ -104,13 +104,18 @@ class SweepComparison(Callback):
         self.sort_by = sort_by
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from aecli.reporting import drawing
         from aecli.reporting.report import build_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir() or not any(p.name.isdigit() for p in sweep_dir.iterdir()):
             log.warning("the sweep in %s has no job folders: no report", sweep_dir)
+            drawing.close_pool()
             return
-        result = build_report(sweep_dir, self.figures, self.sort_by)
+        try:
+            result = build_report(sweep_dir, self.figures, self.sort_by)  # in the launcher's figure pool, if open
+        finally:
+            drawing.close_pool()
         last_sweep.update(reported=True, unfinished=result["jobs"] - result["statuses"].get(Status.completed, 0))
         log.info(
             "sweep of %d jobs (%s) reported in %s: %s",

@@ -108,10 +108,10 @@ def run(cfg: DictConfig, run_dir: Union[str, Path]) -> RunSummary:
         )
         with drawing.run_figures(failed_in=record.failed_in):  # figures a worker draws: all written before the end
             record.phase("figures")
-            if cfg.plots.enabled:
-                record.metrics.update(draw_figures(ctx))
+            record.metrics.update(draw_figures(ctx))  # none with plots.enabled=false
             record.phase("analyses")
             record.metrics.update(run_analyses(ctx))
+            grouped.let_others_finish()  # a vectorized group: the next member goes on while these figures are drawn
         record.trackers.log_figures(sorted(run_dir.glob("*.png")))
         record.summary.status = result.status  # every file above is written: "completed"
     return record.summary

@@ -5,6 +5,8 @@ launcher's compositions reused from Hydra's batch check."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from conftest import read_summary, run_cli
@@ -60,6 +62,21 @@ def test_a_stop_while_waiting_ends_the_run_with_no_figure_still_drawn(pool, tmp_
         signals.reset()
 
 
+def test_a_stop_after_every_figure_was_drawn_lets_the_run_complete(pool, tmp_path):
+    """A vectorized member paused while the next ones finished: its figures are drawn, so a stop asked
+    for meanwhile does not make it "interrupted" when it comes back to wait for them."""
+    signals.reset()
+    try:
+        with drawing.run_figures(failed_in=lambda phase: None):
+            curve(tmp_path / "a.png")
+            (pending,) = drawing._run.pending
+            pending.future.result(timeout=60)
+            signals.request("test")
+        assert (tmp_path / "a.png").is_file()
+    finally:
+        signals.reset()
+
+
 def test_a_killed_worker_costs_no_figure(tmp_path):
     with drawing.figure_pool(1):
         with drawing.run_figures(failed_in=lambda phase: None):
@@ -73,6 +90,20 @@ def test_a_killed_worker_costs_no_figure(tmp_path):
     assert [p.name for p in sorted(tmp_path.glob("*.png"))] == ["a.png", "b.png", "c.png"]
 
 
+def test_draw_all_gives_each_calls_result_in_order_even_from_a_broken_pool(tmp_path):
+    calls = [functools.partial(curve, tmp_path / f"{i}.png", epochs=10 * (i + 1)) for i in range(3)]
+    assert drawing.draw_all(calls) == [None] * 3  # no pool: drawn here
+    inline = [(tmp_path / f"{i}.png").read_bytes() for i in range(3)]
+    assert drawing.draw_all([functools.partial(divmod, 7, d) for d in (2, 3)]) == [(3, 1), (2, 1)]
+    with drawing.figure_pool(1):
+        for process in drawing._pool[0]._processes.values():
+            process.kill()
+        for path in tmp_path.glob("*.png"):
+            path.unlink()
+        assert drawing.draw_all(calls) == [None] * 3 and not drawing._pool  # drawn here after all
+    assert [(tmp_path / f"{i}.png").read_bytes() for i in range(3)] == inline
+
+
 def test_a_vectorized_sweep_draws_the_figures_each_job_would_draw_itself(tmp_path):
     args = ["-m", "model=tanh,relu", "trainer.epochs=3", "trainer.progress=false", "hydra/launcher=vectorized"]
     run_cli(*args, f"hydra.sweep.dir={tmp_path / 'pool'}", cwd=tmp_path)
@@ -84,6 +115,38 @@ def test_a_vectorized_sweep_draws_the_figures_each_job_would_draw_itself(tmp_pat
         assert names == ["error_map.png", "latent.png", "loss_curve.png", "reconstruction.png"]
         for name in names:
             assert (pooled / name).read_bytes() == (inline / name).read_bytes(), name
+    # the sweep report's figures, drawn by the same workers side by side: the same bytes
+    names = sorted(p.name for p in (tmp_path / "inline").glob("comparison_*.png"))
+    assert names == ["comparison_error_map.png", "comparison_loss_curves.png"]
+    for name in names:
+        assert (tmp_path / "pool" / name).read_bytes() == (tmp_path / "inline" / name).read_bytes(), name
+    for sweep in ("pool", "inline"):  # job 1 went on to its analyses before job 0 waited for its figures and ended
+        jobs = tmp_path / sweep
+        assert (jobs / "1" / "error_map.npz").stat().st_mtime_ns <= (jobs / "0" / "summary.json").stat().st_mtime_ns
+
+
+def test_the_sweep_report_drawn_by_workers_is_the_one_drawn_here_notes_included(tmp_path):
+    import shutil
+
+    from aecli.reporting.report import build_report
+
+    args = ["-m", "model=tanh,relu", "trainer.epochs=2", "trainer.progress=false"]
+    run_cli(*args, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    (tmp_path / "sweep" / "0" / "error_map.npz").write_bytes(b"PK\x03\x04")  # torn: a note on job 0
+    latent = tmp_path / "sweep" / "1" / "latent.png"
+    latent.write_bytes(latent.read_bytes()[:300])  # torn: a placeholder tile and a note on job 1
+    shutil.copytree(tmp_path / "sweep", tmp_path / "pooled")
+    figures = ("error_map.png", "latent.png")
+    here = build_report(tmp_path / "sweep", figures)
+    with drawing.figure_pool(2):
+        pooled = build_report(tmp_path / "pooled", figures)
+    assert pooled == here and "comparison_latent.png" in here["files"]
+    md = (tmp_path / "pooled" / "summary.md").read_text()
+    assert md.replace("pooled", "sweep") == (tmp_path / "sweep" / "summary.md").read_text()
+    assert "job 0: error_map.npz: could not read it" in md and "- job 1: latent.png: could not read it (" in md
+    for name in here["files"]:
+        if name.endswith(".png"):
+            assert (tmp_path / "pooled" / name).read_bytes() == (tmp_path / "sweep" / name).read_bytes(), name
 
 
 def test_a_bad_figure_workers_setting_is_one_sentence(tmp_path):

@@ -2,9 +2,10 @@
 
 Drawing is most of a small model's sweep time once training is stacked (hydra/launcher=vectorized:
 about 0.75 s of figures per nonlinear_2d job against 0.1 s of its share of the training), and
-matplotlib holds the GIL, so threads would not help. While a pool is open (`figure_pool`, which the
-vectorized launcher opens around a sweep), a plot function marked `@in_pool` is sent to a worker
-process and returns at once; with no pool it draws inline, as always.
+matplotlib holds the GIL, so threads would not help. While a pool is open (`open_pool`: the
+vectorized launcher opens one for a sweep, and the sweep report closes it once its comparison
+figures are drawn side by side with `draw_all`), a plot function marked `@in_pool` is sent to a
+worker process and returns at once; with no pool it draws inline, as always.
 
 A run collects its figures' futures (`run_figures`, around its figures and analyses) and waits for
 them before it may say "completed": a figure that fails in a worker fails the run, as it would
@@ -20,13 +21,14 @@ a sweep stops, and shuts them down.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import contextlib
 import functools
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ from typing import Any, Optional, TypeVar
 from aecli import signals
 
 F = TypeVar("F", bound=Callable[..., None])
+T = TypeVar("T")
 POLL_S = 0.1  # a run waiting for its figures answers a stop request this often
 
 _pool: list[cf.ProcessPoolExecutor] = []  # the open pool (at most one)
@@ -90,24 +93,62 @@ def default_workers() -> int:
 def figure_pool(workers: Optional[int] = None, warm: bool = True) -> Iterator[None]:
     """Worker processes drawing the figures of the runs in this block (0 workers: draw inline).
     `warm`: start them now (else at the first figure, e.g. where the config draws none)."""
+    opened = open_pool(workers, warm)
+    try:
+        yield
+    finally:
+        if opened:
+            close_pool()
+
+
+def open_pool(workers: Optional[int] = None, warm: bool = True) -> bool:
+    """Open the pool (`figure_pool`) until `close_pool`, or until this process exits; False (and
+    nothing done) with 0 workers or a pool already open."""
     workers = default_workers() if workers is None else workers
     if workers < 1 or _pool:
-        yield
-        return
+        return False
     context = multiprocessing.get_context("spawn")
     pool = cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_quiet_worker)
     for _ in range(workers if warm else 0):  # start every worker now (matplotlib's import) while the sweep builds
         pool.submit(int)
     _pool.append(pool)
-    try:
-        yield
-    finally:
-        close_pool()
+    return True
 
 
+@atexit.register
 def close_pool() -> None:
     if _pool:
         _pool.pop().shutdown(wait=True, cancel_futures=True)
+
+
+def draw_all(calls: Sequence[Callable[[], T]]) -> list[T]:
+    """Every call's result, in order: made by the open pool's workers side by side (the sweep
+    report's comparison figures), or here with no pool or a broken one. Each call must be picklable
+    (a module-level function and its arguments); an error it raises is raised here."""
+    futures: list[Optional[cf.Future[T]]] = []
+    for call in calls:
+        try:
+            futures.append(_pool[0].submit(call) if _pool else None)
+        except (BrokenProcessPool, RuntimeError):  # broken or shut down: the rest here
+            close_pool()
+            futures.append(None)
+    results = []
+    for call, future in zip(calls, futures):
+        try:
+            results.append(call() if future is None else wait_for(future))
+        except BrokenProcessPool:  # a worker died (killed, out of memory): this one here
+            close_pool()
+            results.append(call())
+    return results
+
+
+def wait_for(future: cf.Future[T]) -> T:
+    """future.result(), waking every POLL_S so this thread's signal handlers run meanwhile."""
+    while True:
+        try:
+            return future.result(timeout=POLL_S)
+        except cf.TimeoutError:
+            continue
 
 
 def set_phase(phase: str) -> None:
@@ -136,7 +177,8 @@ def wait_all(pending: list[Pending], failed_in: Callable[[str], None]) -> None:
     """Wait for every figure, answering stop requests (in the phase of a figure still drawn)."""
     for item in pending:
         while True:
-            signals.check(item.phase)
+            if not item.future.done():  # a stop request takes only figures still to be drawn
+                signals.check(item.phase)
             try:
                 item.future.result(timeout=POLL_S)
                 break

@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import html
 import io
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -494,24 +495,43 @@ def check_figure_names(figures: Sequence[str], key: str = "figures") -> None:
 
 
 def draw_comparisons(jobs: list[dict[str, Any]], keys: list[str], sweep_dir: Path, figures: Sequence[str]) -> list[str]:
-    """Every comparison figure the jobs' files allow; returns the names written. A figure that fails to
-    draw (a bug, odd data) is logged and left out: the tables and the page are still written."""
-    import matplotlib.pyplot as plt
+    """Every comparison figure the jobs' files allow; returns the names written. Drawn side by side
+    where a figure pool is open (aecli.reporting.drawing: the vectorized launcher's), else one by
+    one. A figure that fails to draw (a bug, odd data) is logged and left out: the tables and the
+    page are still written."""
+    from aecli.reporting import drawing
 
-    drawings = [(f"comparison_{f}", lambda p, f=f: write_comparison_figure(jobs, keys, f, p)) for f in figures]
+    drawings = [(f"comparison_{f}", functools.partial(write_comparison_figure, figure=f)) for f in figures]
     drawings += [
-        (name, lambda p, steps=steps: write_curve_overlay(jobs, keys, p, steps))
+        (name, functools.partial(write_curve_overlay, steps=steps))
         for name, steps in [("comparison_loss_curves.png", False), ("comparison_step_losses.png", True)]
     ]
+    calls = [functools.partial(draw_one, draw, jobs, keys, sweep_dir / name) for name, draw in drawings]
     written = []
-    for name, draw in drawings:
-        try:
-            if draw(sweep_dir / name):
-                written.append(name)
-        except Exception as err:  # noqa: BLE001 - one figure never costs the whole report
-            plt.close("all")
-            log.warning("sweep report: %s could not be drawn (%s: %s)", name, type(err).__name__, err)
+    for (name, _), (drawn, notes, failure) in zip(drawings, drawing.draw_all(calls)):
+        for job, added in zip(jobs, notes):
+            job.setdefault("notes", []).extend(added)
+        if failure:
+            log.warning("sweep report: %s could not be drawn (%s)", name, failure)
+        elif drawn:
+            written.append(name)
     return written
+
+
+def draw_one(
+    draw: Callable[..., bool], jobs: list[dict[str, Any]], keys: list[str], path: Path
+) -> tuple[bool, list[list[str]], Optional[str]]:
+    """One comparison figure, wherever it is drawn: (written, the notes it added to each job, a
+    failure as "Type: message" or None). The notes come back as values: a worker's jobs are copies."""
+    import matplotlib.pyplot as plt
+
+    jobs = [{**job, "notes": []} for job in jobs]
+    try:
+        drawn, failure = bool(draw(jobs, keys, path=path)), None
+    except Exception as err:  # noqa: BLE001 - one figure never costs the whole report
+        plt.close("all")
+        drawn, failure = False, f"{type(err).__name__}: {err}"
+    return drawn, [job["notes"] for job in jobs], failure
 
 
 def build_report(

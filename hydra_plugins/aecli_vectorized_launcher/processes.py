@@ -101,7 +101,10 @@ def _start_worker() -> None:
     """A worker's start: the imports every job needs. Stop signals are ignored while it waits for its
     jobs (run_share answers them while they run): an idle worker has nothing to stop."""
     signals.ignore()
+    import torch._dynamo  # noqa: F401  (what a job's first torch optimizer imports: about 0.9 s)
+
     import aecli.pipeline  # noqa: F401  (torch, matplotlib)
+    import aecli.vectorized  # noqa: F401
 
 
 def _stop_workers(pool: cf.ProcessPoolExecutor, grace_s: float = 10.0) -> None:

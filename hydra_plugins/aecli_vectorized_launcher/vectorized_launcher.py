@@ -5,9 +5,10 @@ files, aecli.log, JobReturn), but in a thread of its own that stops at the run's
 (aecli.grouped) and hands its TrainRequest to the launcher. Only one thread runs at a time: the
 launcher starts a job, waits until it reaches its train step (or ends, e.g. on a bad value), and
 goes on with the next. Requests with the same aecli.vectorized.stack_key form a group (at most
-`max_members`); a group trains at once with fit_group, in this thread, and then each member
-finishes (analyses, summary) one after the other while worker processes draw its figures
-(aecli.reporting.drawing; `figure_workers`). A request without a key, or alone in
+`max_members`); a group trains at once with fit_group, in this thread; then each member in turn
+goes on to its analyses and pauses once its figures are sent to the worker processes
+(aecli.reporting.drawing; `figure_workers`), and when all have, each in turn waits for its
+figures and ends (summary). A request without a key, or alone in
 its group, trains alone with plain fit. Meanwhile every waiting job's folder stays locked and its
 summary.json says "running"; a stop request (signal or the sweep's stop file) ends the group's
 training for every member, each folder then "interrupted" in phase train and resumable.
@@ -63,6 +64,9 @@ class VectorizedLauncher(Launcher):
         self.hydra_context: Optional[HydraContext] = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from aecli.reporting import drawing
+
+        drawing.close_pool()  # one an earlier sweep of this process left open (it ended before its report)
         if not isinstance(hydra_context.config_loader, RememberingLoader):
             hydra_context.config_loader = cast(Any, RememberingLoader(hydra_context.config_loader))
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
@@ -74,11 +78,15 @@ class VectorizedLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Run every job, grouped where they can be; their JobReturns in the jobs' order. With
         hydra.launcher.processes > 1 the jobs are shared out over that many worker processes (processes.py)."""
+        from aecli.reporting import drawing
+
         setup_globals()
         assert self.config is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         jobs: list[Job] = [(idx, list(o), None) for idx, o in enumerate(job_overrides, start=initial_job_idx)]
+        # open until the sweep report (aecli.hydra_hooks.SweepComparison) has drawn its figures with it
+        drawing.open_pool(self.figure_workers, warm=self.draws())
         if self.processes > 1 and len(jobs) > 1:
             from .processes import launch_in_processes
 
@@ -95,8 +103,7 @@ class VectorizedLauncher(Launcher):
         members: list[Member] = []
         hydra_cfg = HydraConfig.instance().cfg
         try:
-            draws = bool(OmegaConf.select(self.config, "plots.enabled", default=True))
-            with figure_pool(self.figure_workers, warm=draws):  # members' figures drawn by workers
+            with figure_pool(self.figure_workers, warm=self.draws()):  # members' figures (kept if launch opened it)
                 self.run_all(jobs, members)
         except BaseException:
             abort(members)
@@ -105,6 +112,11 @@ class VectorizedLauncher(Launcher):
             HydraConfig.instance().cfg = hydra_cfg
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [cast_return(m) for m in members]
+
+    def draws(self) -> bool:
+        """Whether the sweep's runs draw figures (plots.enabled): else the figure workers start at a first figure."""
+        assert self.config is not None
+        return bool(OmegaConf.select(self.config, "plots.enabled", default=True))
 
     def run_all(self, jobs: Sequence[Job], members: list[Member]) -> None:
         """Start the jobs in order; train each group when it is full, the rest at the end."""
@@ -176,15 +188,31 @@ class VectorizedLauncher(Launcher):
                 member.close_log()
         for member, (kind, value) in zip(group, outcomes):
             member.pending = (kind, value, len(group))  # what an abort from here on still hands it
+        for member in group:  # each to its pause: the workers draw its figures while the next one goes on
+            self.go_on(member, *member.pending)
         for member in group:
-            self.finish(member, *member.pending)
+            self.end(member)
 
     def finish(self, member: Member, kind: str, value: Any = None, group_size: Optional[int] = None) -> None:
-        """Let a waiting job go on to its end, with its own Hydra config and log file around it."""
+        """Let a waiting job go on to its end."""
+        self.go_on(member, kind, value, group_size)
+        self.end(member)
+
+    def go_on(self, member: Member, kind: str, value: Any = None, group_size: Optional[int] = None) -> None:
+        """Let a waiting job go on to its pause (its figures sent) or its end, with its own Hydra config
+        and log file around it."""
+        self.own_globals(member)
+        member.go_on(kind, value, group_size)
+
+    def end(self, member: Member) -> None:
+        """Let a paused job wait for its figures and end, with its own Hydra config and log file around it again."""
+        self.own_globals(member)
+        member.resume()
+        self.finished(member)
+
+    def own_globals(self, member: Member) -> None:
         HydraConfig.instance().set_config(member.config)
         configure_log(member.config.hydra.job_logging, member.config.hydra.verbose)
-        member.go_on(kind, value, group_size)
-        self.finished(member)
 
     def finished(self, member: Member) -> None:
         assert self.config is not None
@@ -195,7 +223,9 @@ class VectorizedLauncher(Launcher):
 
 class Member:
     """One job: a thread running Hydra's run_job on aecli's task, which stops at the run's train
-    step (aecli.grouped calls `hand_over`) until the launcher lets it go on."""
+    step (aecli.grouped calls `hand_over`) until the launcher lets it go on, and again once its
+    figures are sent to the figure workers (`pause`) until the launcher lets it end. Only one job
+    thread runs at a time, so Hydra's global config and logging are always the running job's."""
 
     def __init__(self, idx: int, config: DictConfig, context: HydraContext, task: TaskFunction) -> None:
         self.idx, self.config = idx, config
@@ -204,9 +234,11 @@ class Member:
         self.job_return: Optional[JobReturn] = None
         self.error: Optional[BaseException] = None
         self.handlers: list[logging.Handler] = []  # the job's log handlers (console, aecli.log)
-        self.waiting = False
+        self.waiting = False  # at its train step
+        self.paused = False  # at its pause, its figures on their way
         self.pending: tuple[str, Any, Optional[int]] = ("abort", KeyboardInterrupt(), None)  # its group's outcome
-        self._ready, self._go = threading.Event(), threading.Event()
+        self._ready, self._go = threading.Event(), threading.Event()  # at the train step (or ended); go on
+        self._at_pause, self._resume = threading.Event(), threading.Event()  # at its pause (or ended); end
         self._outcome: tuple[str, Any] = ("alone", None)
         self._thread = threading.Thread(target=self._run, args=(context, task), name=f"aecli-job-{idx}", daemon=True)
 
@@ -229,6 +261,7 @@ class Member:
             grouped.bind(None)
             self.request = None
             self._ready.set()
+            self._at_pause.set()
 
     def hand_over(self, request: Any, stop_requested: Any) -> Any:
         """aecli.grouped's hand-over point: wait with the request until the launcher says how it trained."""
@@ -246,6 +279,16 @@ class Member:
             return value
         raise value
 
+    def pause(self) -> None:
+        """aecli.grouped's pause (the run's figures are sent): wait until the launcher lets it end. A run
+        that never handed over a request (e.g. it ended before its train step) has nobody to wait for."""
+        if not self._go.is_set():
+            return
+        self.paused = True
+        self._at_pause.set()
+        self._resume.wait()
+        self.paused = False
+
     # ------------------------------------------------------------------ the launcher's side
     def start(self) -> None:
         """Run the job up to its train step, or to its end."""
@@ -255,10 +298,16 @@ class Member:
 
     def go_on(self, kind: str, value: Any = None, group_size: Optional[int] = None) -> None:
         """Let the waiting job go on ("alone": it trains itself; "result": its share of the group's
-        training; "error"/"abort": that exception at its train step) and wait for its end."""
+        training; "error"/"abort": that exception at its train step) and wait for its pause or end."""
         self.group_size = group_size if kind == "result" else None
         self._outcome = (kind, value)
         self._go.set()
+        while not self._at_pause.wait(POLL_S):
+            pass
+
+    def resume(self) -> None:
+        """Let the job go on from its pause (if it paused) and wait for its end."""
+        self._resume.set()
         while self._thread.is_alive():
             self._thread.join(POLL_S)
 
@@ -316,6 +365,8 @@ def abort(members: list[Member]) -> None:
             try:
                 if member.waiting:
                     member.go_on(*member.pending)
+                elif member.paused:
+                    member.resume()
                 member._thread.join(POLL_S)
             except KeyboardInterrupt:  # yet another signal: keep ending them
                 continue
