@@ -203,7 +203,8 @@ def test_a_stop_during_group_training_interrupts_every_member_resumably(tmp_path
         else:
             (sweep / ".aecli-stop").touch()
 
-    ready = lambda: (sweep / "2" / "metrics.csv").is_file() or (sweep / "0" / "metrics.csv").is_file()  # noqa: E731
+    # every job training (with 2 processes job 1 starts in the other worker, maybe a moment later)
+    ready = lambda: all((sweep / job / "metrics.csv").is_file() for job in "012")  # noqa: E731
     status, output = run_until(sweep, args, ready, stop)
     assert status == 130 and "Traceback" not in output, output[-2000:]
     summaries = [read_summary(d) for d in job_dirs(sweep)]
