@@ -108,12 +108,11 @@ class SweepComparison(Callback):
         from aecli.reporting.report import build_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir() or not any(p.name.isdigit() for p in sweep_dir.iterdir()):
-            log.warning("the sweep in %s has no job folders: no report", sweep_dir)
-            drawing.close_pool()
-            return
-        try:
-            result = build_report(sweep_dir, self.figures, self.sort_by)  # in the launcher's figure pool, if open
+        try:  # the report's figures in the launcher's figure pool, if one is open; closed after it
+            if not sweep_dir.is_dir() or not any(p.name.isdigit() for p in sweep_dir.iterdir()):
+                log.warning("the sweep in %s has no job folders: no report", sweep_dir)
+                return
+            result = build_report(sweep_dir, self.figures, self.sort_by)
         finally:
             drawing.close_pool()
         last_sweep.update(reported=True, unfinished=result["jobs"] - result["statuses"].get(Status.completed, 0))

@@ -21,7 +21,12 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+T = TypeVar("T")
 
 STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
@@ -96,6 +101,18 @@ def install() -> bool:
     for sig in STOP_SIGNALS:
         _previous[sig] = signal.signal(sig, _handler)
     return True
+
+
+def wait_for(future: Future[T], poll_s: float, check: Optional[Callable[[], None]] = None) -> T:
+    """future.result(), waking every `poll_s` so this thread's signal handlers run meanwhile (a second
+    Ctrl-C); `check` is called at each wake while the future is not done (e.g. a stop request raised there)."""
+    while True:
+        if check is not None and not future.done():
+            check()
+        try:
+            return future.result(timeout=poll_s)
+        except TimeoutError:
+            continue
 
 
 def ignore() -> None:

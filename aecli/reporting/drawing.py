@@ -135,20 +135,11 @@ def draw_all(calls: Sequence[Callable[[], T]]) -> list[T]:
     results = []
     for call, future in zip(calls, futures):
         try:
-            results.append(call() if future is None else wait_for(future))
+            results.append(call() if future is None else signals.wait_for(future, POLL_S))
         except BrokenProcessPool:  # a worker died (killed, out of memory): this one here
             close_pool()
             results.append(call())
     return results
-
-
-def wait_for(future: cf.Future[T]) -> T:
-    """future.result(), waking every POLL_S so this thread's signal handlers run meanwhile."""
-    while True:
-        try:
-            return future.result(timeout=POLL_S)
-        except cf.TimeoutError:
-            continue
 
 
 def set_phase(phase: str) -> None:
@@ -176,18 +167,11 @@ def run_figures(failed_in: Callable[[str], None]) -> Iterator[None]:
 def wait_all(pending: list[Pending], failed_in: Callable[[str], None]) -> None:
     """Wait for every figure, answering stop requests (in the phase of a figure still drawn)."""
     for item in pending:
-        while True:
-            if not item.future.done():  # a stop request takes only figures still to be drawn
-                signals.check(item.phase)
-            try:
-                item.future.result(timeout=POLL_S)
-                break
-            except cf.TimeoutError:
-                continue
-            except BrokenProcessPool:  # a worker died (killed, out of memory): draw it here
-                close_pool()
-                item.call()
-                break
-            except Exception:
-                failed_in(item.phase)
-                raise
+        try:  # a stop request takes only figures still to be drawn (signals.Stopped is no Exception)
+            signals.wait_for(item.future, POLL_S, check=functools.partial(signals.check, item.phase))
+        except BrokenProcessPool:  # a worker died (killed, out of memory): draw it here
+            close_pool()
+            item.call()
+        except Exception:
+            failed_in(item.phase)
+            raise

@@ -121,19 +121,13 @@ def _stop_workers(pool: cf.ProcessPoolExecutor, grace_s: float = 10.0) -> None:
 
 def collect(future: cf.Future[list[Outcome]], share: Sequence[Job]) -> dict[int, JobReturn]:
     """A worker's JobReturns, or NaN for each of its jobs where the worker died."""
-    while True:
-        try:
-            outcomes = future.result(timeout=POLL_S)
-            return {
-                idx: job_return(outcome, overrides, config)
-                for (idx, overrides, config), outcome in zip(share, outcomes)
-            }
-        except cf.TimeoutError:
-            continue
-        except (cf.process.BrokenProcessPool, cf.CancelledError) as err:
-            numbers = ", ".join(str(idx) for idx, _, _ in share)
-            log.error("vectorized: the process running jobs %s ended before they did (%s)", numbers, err)
-            return {idx: lost(overrides, config) for idx, overrides, config in share}
+    try:
+        outcomes = signals.wait_for(future, POLL_S)
+    except (cf.process.BrokenProcessPool, cf.CancelledError) as err:
+        numbers = ", ".join(str(idx) for idx, _, _ in share)
+        log.error("vectorized: the process running jobs %s ended before they did (%s)", numbers, err)
+        return {idx: lost(overrides, config) for idx, overrides, config in share}
+    return {idx: job_return(outcome, overrides, config) for (idx, overrides, config), outcome in zip(share, outcomes)}
 
 
 def job_return(outcome: Outcome, overrides: list[str], config: Optional[DictConfig]) -> JobReturn:
