@@ -7,13 +7,7 @@ path) stays free of torch and matplotlib.
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = _metadata.version("aecli")
-except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0.1.0"
 
 __all__ = ["Metrics", "Run", "Sweep", "SweepJob", "__version__", "load_run", "load_sweep", "run"]
 _API = frozenset(__all__) - {"__version__"}  # aecli.api's names, imported on first use
@@ -23,6 +17,8 @@ if TYPE_CHECKING:  # type checkers see the real signatures
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read when asked: importlib.metadata takes 35 ms, before the CLI's stop handlers
+        return _version()
     if name in _API:
         from aecli import api
 
@@ -32,3 +28,12 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_API})
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("aecli")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "0.1.0"

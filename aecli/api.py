@@ -142,7 +142,8 @@ class Run:
             from aecli.data import DataSpec
             from aecli.plugins import build_spec
 
-            self._data = build_spec(self.config.dataset, "dataset", DataSpec).build()  # a missing file: one sentence
+            spec = build_spec(self.config.dataset, "dataset", DataSpec).offline()  # a saved config downloads nothing
+            self._data = spec.build()  # a missing file: one sentence
         return self._data
 
     def val_loss(self) -> float:
@@ -327,7 +328,7 @@ def run(
     from hydra.errors import HydraException
 
     from aecli.config import compose
-    from aecli.folders import prepare_run_folder, unlock_folder
+    from aecli.folders import claim_folder, unlock_folder
     from aecli.validation import validate
 
     overrides = list(overrides)
@@ -345,17 +346,16 @@ def run(
         from aecli.pipeline import resumed_config
 
         run_dir = Path(cfg.resume).expanduser()
-        if output_dir is not None and Path(output_dir).resolve() != run_dir.resolve():
-            raise ConfigError(f"resume={cfg.resume!r} continues the run in its own folder; leave output_dir unset")
-        cfg = resumed_config(str(run_dir), overrides)
-        prepare_run_folder(run_dir, resuming=True, key="resume")
+        claim_folder(Path(output_dir or run_dir), key="output_dir", resume_of=run_dir)  # only that folder, locked
         record = run_dir / ".hydra" / "resume"  # the original run's .hydra/ stays as it was
     else:
         validate(cfg)  # a bad value is one sentence before any folder is made
         run_dir = Path(output_dir) if output_dir is not None else default_dir
-        prepare_run_folder(run_dir, key="output_dir")  # refused if it holds anything; locked for this process
+        claim_folder(run_dir, key="output_dir")  # refused if it holds anything; locked for this process
         record = run_dir / ".hydra"
     try:
+        if cfg.get("resume") is not None:
+            cfg = resumed_config(str(run_dir), overrides)
         return _run_in(run_dir, record, cfg, overrides, device)
     finally:
         unlock_folder(run_dir)

@@ -19,6 +19,7 @@ from omegaconf.errors import InterpolationResolutionError
 from aecli import signals
 from aecli.config import config_options, register_schemas
 from aecli.errors import ConfigError, fail, first_line, full_error, say
+from aecli.folders import job_refusal
 from aecli.overrides import check_overrides
 from aecli.summary import RunSummary, Status
 
@@ -37,6 +38,9 @@ def _app(cfg: DictConfig) -> float:
     output_dir = Path(hc.runtime.output_dir)
     in_sweep = hc.mode == RunMode.MULTIRUN
     stop_file = Path(hc.sweep.dir) / signals.STOP_FILE if in_sweep else None
+    refusal = job_refusal(output_dir) if in_sweep else None
+    if refusal is not None:  # the folder Hydra chose is not this job's (aecli.config's hydra.output_subdir)
+        return refused(refusal, Path(hc.sweep.dir), hc.job.num)
     with signals.watch_file(stop_file):
         if in_sweep and signals.requested():  # the sweep was stopped before this job began
             return not_started(output_dir)
@@ -54,15 +58,17 @@ def _app(cfg: DictConfig) -> float:
                 cfg = resumed_config(cfg.resume, list(hc.overrides.task))
             summary = run(cfg, output_dir)
         except ConfigError as err:  # a bad value: one sentence, exit status 2
-            return job_error(err, err, in_sweep, status=2)
+            return job_error(err, err, in_sweep, output_dir, status=2)
         except OSError as err:  # the disk: full, read-only, gone; one sentence, the run folder as far as it got
             where = f" {err.filename}" if err.filename else ""
-            return job_error(err, f"cannot write{where}: {err.strerror or first_line(err)}", in_sweep, status=1)
+            message = f"cannot write{where}: {err.strerror or first_line(err)}"
+            return job_error(err, message, in_sweep, output_dir, status=1)
         except Exception as err:  # a bug: its traceback, except in a sweep, which goes on with its other jobs
             if not in_sweep or full_error():
                 raise
             log.exception("job failed: %s", output_dir)
-            return job_error(err, f"job failed ({type(err).__name__}: {first_line(err)}); see {output_dir}", True)
+            message = f"job failed ({type(err).__name__}: {first_line(err)}); see {output_dir}"
+            return job_error(err, message, True, output_dir)
     if not summary.ok:  # the run folder holds everything up to the stop; say so and exit non-zero
         interrupted = summary.status == Status.interrupted
         where = f"during {summary.phase}" if interrupted else f"after epoch {summary.epochs}"
@@ -73,14 +79,32 @@ def _app(cfg: DictConfig) -> float:
     return float(cast(float, summary.final_val_loss))  # what a sweeper (e.g. Optuna) minimises
 
 
-def job_error(err: BaseException, message: object, in_sweep: bool, status: int = 1) -> float:
+def job_error(err: BaseException, message: object, in_sweep: bool, job_dir: Path, status: int = 1) -> float:
     """One sentence: a single run then exits with `status`; a sweep's job returns NaN to the sweeper,
-    so the other jobs and the report still run. HYDRA_FULL_ERROR=1 shows the traceback instead."""
+    so the other jobs and the report still run, and its folder says "failed" with the sentence (a job
+    refused before its run began has no summary.json yet). HYDRA_FULL_ERROR=1 shows the traceback instead."""
     if full_error():
         raise err
     say(message)
     if not in_sweep:
         sys.exit(status)
+    from aecli.run_files import SUMMARY_FILE, write_summary
+
+    if not (job_dir / SUMMARY_FILE).exists():
+        write_summary(job_dir, RunSummary(Status.failed, error=first_line(message)).as_dict())
+    return math.nan
+
+
+REFUSED_PREFIX = ".aecli-refused-"  # in a sweep folder: a job refused the folder Hydra chose, and why
+
+
+def refused(refusal: str, sweep_dir: Path, job: int) -> float:
+    """A sweep job whose folder is not its own: one sentence, nothing written there, and a note in the
+    sweep folder (written by whichever process ran the job) that the launching process counts at the end."""
+    from aecli.folders import atomic_write
+
+    say(refusal)
+    atomic_write(sweep_dir / f"{REFUSED_PREFIX}{job}", lambda f: f.write(refusal.encode()))
     return math.nan
 
 
@@ -153,9 +177,12 @@ def command(args: list[str]) -> None:
             file=sys.stderr,
         )
         sys.exit(130)
-    if last_sweep["unfinished"]:
+    refusals = sorted(Path(last_sweep["dir"]).glob(f"{REFUSED_PREFIX}*")) if last_sweep["dir"] is not None else []
+    if refusals:
+        print(f"aecli: {len(refusals)} job(s) of the sweep were refused their folders (see above)", file=sys.stderr)
+    if last_sweep["unfinished"] or refusals:
         print(
-            f"aecli: {last_sweep['unfinished']} job(s) of the sweep did not complete; "
+            f"aecli: {last_sweep['unfinished'] + len(refusals)} job(s) of the sweep did not complete; "
             "see summary.md in the sweep folder",
             file=sys.stderr,
         )

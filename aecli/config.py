@@ -16,12 +16,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from aecli.errors import ConfigError
+from aecli.folders import claim_job_folder
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LOSSES = ("mse", "sse")  # mean of squared errors per value, or their sum (per batch)
@@ -127,6 +129,29 @@ class MLflowLoggerConfig:
     log_checkpoint: bool = True  # checkpoints/last.pt as an artifact
 
 
+# A tracker's settings that choose where it writes or uploads, outside the run folder: per tracker
+# target, the setting and aecli's default for it. A config read from a file (resume=) never chooses
+# them: a saved value other than the default must be typed again on the command line.
+TRACKER_PLACES: dict[str, dict[str, Any]] = {
+    TensorBoardLoggerConfig._target_: {"root_dir": TensorBoardLoggerConfig.root_dir},
+    MLflowLoggerConfig._target_: {
+        "tracking_uri": MLflowLoggerConfig.tracking_uri,
+        "artifact_location": MLflowLoggerConfig.artifact_location,
+    },
+}
+
+
+def tracker_places(cfg: DictConfig) -> dict[str, Any]:
+    """`logger.<name>.<setting>` -> value, for each tracker setting of `cfg` that chooses a place other
+    than aecli's default (TRACKER_PLACES)."""
+    found = {}
+    for name, spec in (cfg.get("logger") or {}).items():
+        for key, default in TRACKER_PLACES.get(str(spec.get("_target_")), {}).items():
+            if spec.get(key, default) != default:
+                found[f"logger.{name}.{key}"] = spec.get(key)
+    return found
+
+
 @dataclass
 class AecliConfig:
     dataset: Any = MISSING  # a DataSpec's settings (aecli/data)
@@ -156,6 +181,24 @@ def _resuming(resume: Optional[str], resuming: str, otherwise: str) -> str:
         return otherwise
     check_resume_folder(str(resume))
     return resuming
+
+
+def _hydra_record(resume: Optional[str], *, _root_: DictConfig) -> Optional[str]:
+    """${aecli_hydra_record:${resume}}, hydra.output_subdir: where Hydra keeps its record of a run
+    (.hydra, or .hydra/resume for a resumed run, so the original record stays as it was).
+
+    Hydra resolves it for every job right after choosing the job's folder and before writing anything
+    into it, whatever the launcher and in whichever process the job runs: so a sweep job's folder is
+    claimed here (aecli.folders.claim_job_folder: new, inside the sweep folder, locked). For a folder
+    that is not the job's own it is None: Hydra then writes no record, and the job itself refuses to run
+    (aecli.cli), writing nothing there."""
+    from hydra.types import RunMode
+
+    hydra = _root_.hydra
+    if hydra.mode == RunMode.MULTIRUN and not OmegaConf.is_missing(hydra.runtime, "output_dir"):
+        if claim_job_folder(Path(hydra.runtime.output_dir), Path(hydra.sweep.dir), hydra.job.num) is not None:
+            return None
+    return ".hydra/resume" if resume is not None else ".hydra"
 
 
 def check_resume_folder(resume: str) -> None:
@@ -192,6 +235,7 @@ def register_schemas() -> None:
     # joblib or submitit sweep (other processes) gets that same name through Hydra's copied cache
     OmegaConf.register_new_resolver("aecli_pid", lambda: str(os.getpid()), use_cache=True, replace=True)
     OmegaConf.register_new_resolver("aecli_resuming", _resuming, replace=True)
+    OmegaConf.register_new_resolver("aecli_hydra_record", _hydra_record, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="aecli_schema", node=AecliConfig)
     for group, name, node in [

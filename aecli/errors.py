@@ -40,3 +40,14 @@ def first_line(err: object) -> str:
     if isinstance(err, BaseException) and not text:
         return type(err).__name__
     return text.splitlines()[0] if text else ""
+
+
+def first_sentence(err: object, limit: int = 160) -> str:
+    """An error's first line up to its first full stop, at most `limit` characters, cut at a word
+    with "..." when longer: an error quoted inside one of aecli's sentences never ends mid-word."""
+    text = first_line(err)
+    end = text.find(". ")
+    text = text[: end + 1] if end >= 0 else text
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "..."

@@ -9,6 +9,7 @@ rebuilds it later from the same files.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,20 +34,75 @@ class RunFolderGuard(Callback):
     stop file on the first signal, which stops every job of the sweep, in any process."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from aecli.folders import prepare_run_folder
+        from aecli.folders import claim_folder
 
-        resuming = config.get("resume") is not None
-        if not resuming:  # a bad value is one sentence before any folder is made
+        resume = config.get("resume")
+        if resume is None:  # a bad value is one sentence before any folder is made
             guarded(lambda: validate_task(config))
-        guarded(lambda: prepare_run_folder(str(config.hydra.run.dir), resuming=resuming))
+        guarded(lambda: claim_folder(str(config.hydra.run.dir), resume_of=resume))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from aecli import signals
-        from aecli.folders import prepare_run_folder
+        from aecli.folders import claim_folder
 
-        sweep_dir = guarded(lambda: prepare_run_folder(str(config.hydra.sweep.dir), key="hydra.sweep.dir"))
+        guarded(lambda: check_job_subdir(config))
+        cap_parallelism(config)
+        sweep_dir = guarded(lambda: claim_folder(str(config.hydra.sweep.dir), key="hydra.sweep.dir"))
         last_sweep.update(dir=sweep_dir, reported=False, unfinished=0)
         signals.on_stop(lambda: (sweep_dir / signals.STOP_FILE).touch())
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """A sweep job's folder, claimed when Hydra chose it (aecli.config's hydra.output_subdir), is released."""
+        from aecli.folders import release_job_folder
+
+        release_job_folder(Path(config.hydra.runtime.output_dir))
+
+
+def check_job_subdir(config: DictConfig) -> None:
+    """hydra.sweep.subdir, before any job runs: one folder per job (it names ${hydra.job.num} or
+    ${hydra.job.id}), inside the sweep folder (no absolute path, no `..`), named only from the job's own
+    keys (hydra.job.*). Each job's folder is claimed again when Hydra resolves it (aecli.folders)."""
+    from omegaconf import OmegaConf
+
+    from aecli.errors import ConfigError
+
+    raw = str(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir"))  # type: ignore[union-attr]
+    for inner in re.findall(r"\$\{([^}]*)\}", raw):
+        if not inner.startswith("hydra.job."):
+            raise ConfigError(
+                f"hydra.sweep.subdir={raw} uses ${{{inner}}}; a job's folder is named from the job's own keys "
+                f"only (hydra.job.num, hydra.job.id, hydra.job.override_dirname)"
+            )
+    literal = re.sub(r"\$\{[^}]*\}", "x", raw)
+    if literal.startswith(("/", "~", "\\")) or ".." in re.split(r"[/\\]", literal):
+        raise ConfigError(f"hydra.sweep.subdir={raw} leads out of the sweep folder; name a folder inside it")
+    if not re.search(r"\$\{hydra\.job\.(num|id)\}", raw):
+        raise ConfigError(
+            f"hydra.sweep.subdir={raw} gives every job the same folder (a later job would write over an earlier "
+            f"one's); include ${{hydra.job.num}}, e.g. its default ${{hydra.job.num}}"
+        )
+
+
+# Launcher settings that start that many processes at once: each imports torch (about 350 MB), so more
+# than the cores this process may use only fills the memory (100 of them took a 24 GB machine down).
+PARALLEL_SETTINGS = {"processes": "worker processes", "figure_workers": "figure workers", "n_jobs": "job processes"}
+
+
+def cap_parallelism(config: DictConfig) -> None:
+    """Cap every launcher setting that starts processes (the vectorized launcher's processes and
+    figure_workers, joblib's n_jobs) at the cores this process may use, before the launcher is built
+    from `config`; the log says so, so that it says what will start."""
+    from omegaconf import open_dict, read_write
+
+    from aecli.memory import cores
+
+    launcher, limit = config.hydra.launcher, cores()
+    for key, what in PARALLEL_SETTINGS.items():
+        value = launcher.get(key) if key in launcher else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            with read_write(launcher), open_dict(launcher):
+                launcher[key] = limit
+            log.warning(f"hydra.launcher.{key}={value} is more than the {limit} cores here: {limit} {what} start")
 
 
 def validate_task(config: DictConfig) -> None:

@@ -55,6 +55,57 @@ def size_text(n_bytes: float) -> str:
     raise AssertionError("unreachable")
 
 
+# ------------------------------------------------------------ what a file may make aecli allocate
+# A file's header declares sizes (an IDX's image count, an .npy's shape, a checkpoint's tensors) that a
+# few bytes on disk can inflate into gigabytes. Everything a file declares is checked against this
+# budget before it is allocated. 4 GiB: full MNIST as aecli holds it (70,000 x 784 values in float64
+# and its copies) takes 1.6 GiB, the largest real checkpoint a few MB; on a shared lab machine one
+# hostile or mistaken file must not take the memory of everyone else's jobs. Bigger data: raise it.
+BUDGET_ENV = "AECLI_MEMORY_BUDGET"
+DEFAULT_BUDGET = 4 * 2**30
+UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def file_budget() -> int:
+    """Bytes that what one file declares may make aecli allocate: $AECLI_MEMORY_BUDGET (e.g. 16G, 500M
+    or a number of bytes), else DEFAULT_BUDGET; never more than a run may plan on (MEMORY_SHARE)."""
+    text = os.environ.get(BUDGET_ENV, "").strip()
+    budget = DEFAULT_BUDGET if not text else parse_size(text)
+    return min(budget, int(machine_memory() * MEMORY_SHARE))
+
+
+def parse_size(text: str) -> int:
+    """`16G`, `16GiB`, `500M`, `2.5g` or `1000000` as bytes; ConfigError naming BUDGET_ENV otherwise."""
+    number, unit = text.upper().removesuffix("B").removesuffix("I"), ""
+    if number and number[-1] in UNITS:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = float(number) * UNITS[unit]
+    except ValueError:
+        value = -1.0
+    if not (0 < value < 2**63):
+        raise ConfigError(f"{BUDGET_ENV}={text!r} is not a size; use e.g. 16G, 500M or a number of bytes")
+    return int(value)
+
+
+def check_file_budget(need: float, what: str) -> None:
+    """ConfigError when `what` (a file and what it declares) would take more than file_budget()."""
+    budget = file_budget()
+    if need > budget:
+        raise ConfigError(
+            f"{what} would take about {size_text(need)} of memory, more than the {size_text(budget)} aecli allows "
+            f"what a file declares; for data that big, raise it with {BUDGET_ENV}=<size> (e.g. {BUDGET_ENV}=16G)"
+        )
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity: a taskset, a SLURM allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def machine() -> str:
     """What the memory messages say about the machine."""
     return f"this machine has {size_text(machine_memory())} (a run may plan on {MEMORY_SHARE:.0%} of it)"

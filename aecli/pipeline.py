@@ -24,9 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from aecli import grouped, signals
 from aecli.analyses import RunContext, encode_reconstruct
+from aecli.config import tracker_places
 from aecli.data import Dataset, UnscalableData, non_finite_dtype, overflow_message
-from aecli.errors import ConfigError, first_line
-from aecli.folders import locked
+from aecli.errors import ConfigError, first_line, first_sentence
+from aecli.folders import locked, open_regular
 from aecli.memory import check_model_memory, reuse_freed_memory
 from aecli.models import Autoencoder, build_model
 from aecli.reporting import drawing, plots
@@ -49,6 +50,7 @@ from aecli.training.optim import build_optimizer
 from aecli.training.regularizers import build_regularizers
 from aecli.training.state import EpochRecord, FitResult, TrainState
 from aecli.training.transfer import prepare_source, transfer_decoder
+from aecli.trust import check_resumable
 from aecli.validation import Plan, validate
 from aecli.vectorized import TrainRequest
 
@@ -160,7 +162,9 @@ def read_resume(cfg: DictConfig) -> tuple[Optional[dict[str, Any]], Optional[Pat
         return None, None
     try:
         path = find_checkpoint(cfg.trainer.resume_from)
-        return load_checkpoint(path), path
+        checkpoint = load_checkpoint(path)
+        check_resumable(checkpoint, path)
+        return checkpoint, path
     except CheckpointError as err:
         raise CheckpointError(f"trainer.resume_from={cfg.trainer.resume_from!r}: {err}") from None
 
@@ -182,6 +186,8 @@ def build(spec: DictConfig, **kwargs: Any) -> Any:
 def build_data(plan: Plan) -> Dataset:
     """The data set the plan's spec describes, checked: finite in the run's dtype, and batches that suit it."""
     spec, t = plan.data, plan.cfg.trainer
+    if plan.cfg.resume is not None:  # a config read from a file: never a download into a folder it names
+        spec = spec.offline()
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, in one sentence
             data = spec.build()
@@ -245,11 +251,6 @@ def restore(checkpoint: dict[str, Any], cfg: DictConfig, training: Training) -> 
     one sentence. Optimizer settings this config changes (e.g. a lower optimizer.lr after a
     divergence) replace the checkpoint's, and the log says so."""
     path = cfg.trainer.resume_from
-    if checkpoint.get("train_state") is None:
-        raise CheckpointError(
-            f"trainer.resume_from={path!r} holds no training state (a best.pt, or a checkpoint "
-            f"from an older aecli); resume from a run folder or its checkpoints/last.pt"
-        )
     saved: Any = checkpoint["config"].get("optimizer") or {}
     if saved.get("name") != cfg.optimizer.name:
         raise ConfigError(
@@ -265,8 +266,12 @@ def restore(checkpoint: dict[str, Any], cfg: DictConfig, training: Training) -> 
         detail = str(err).strip().splitlines() or [type(err).__name__]
         raise ConfigError(
             f"trainer.resume_from={path!r} was saved by a different model or optimizer than this "
-            f"config builds ({detail[1 if len(detail) > 1 else 0].strip()[:160]})"
+            f"config builds ({first_sentence(detail[1 if len(detail) > 1 else 0].strip())})"
         ) from None
+    best = checkpoint.get("best")
+    shapes = {k: tuple(v.shape) for k, v in training.model.state_dict().items()}
+    if best is not None and {k: tuple(v.shape) for k, v in best["model"].items()} != shapes:
+        raise CheckpointError(f"trainer.resume_from={path!r}: its best.model is not the weights of this model")
     changed = {
         k: (saved.get(k), v)
         for k, v in plain(cfg.optimizer).items()
@@ -491,6 +496,7 @@ def resumed_config(resume: str, overrides: list[str]) -> DictConfig:
     if (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
         path = find_checkpoint(run_dir)
         checkpoint = load_checkpoint(path)
+        check_resumable(checkpoint, path)
         cfg = copy.deepcopy(checkpoint["config"])
     else:  # stopped before its first checkpoint: start it again from its own config
         cfg = read_run_config(run_dir)
@@ -513,20 +519,34 @@ def resumed_config(resume: str, overrides: list[str]) -> DictConfig:
 
 
 def apply_resume_overrides(cfg: DictConfig, overrides: list[str], source: Path) -> None:
-    """The command line's overrides of a resumed run: only RESUMABLE_OVERRIDES."""
+    """The command line's overrides of a resumed run: only RESUMABLE_OVERRIDES, dataset.root (where the
+    data's files are now), and the places the saved config's trackers write to. The saved config is
+    read from a file, so it never chooses where aecli writes or uploads: each tracker place it sets
+    to other than aecli's default must be typed again on the command line to be used."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    places = tracker_places(cfg)
+    allowed = (*RESUMABLE_OVERRIDES, *places, *(["dataset.root"] if "root" in cfg.dataset else []))
+    typed = set()
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
         if key == "resume" or key.startswith("hydra"):
             continue
-        if key not in RESUMABLE_OVERRIDES:
+        if key not in allowed:
             raise ConfigError(
                 f"{key} cannot change when resuming (resume= continues the run with its saved "
-                f"config); allowed: {', '.join(RESUMABLE_OVERRIDES)}, or start a new run with "
+                f"config); allowed: {', '.join(allowed)}, or start a new run with "
                 f"trainer.resume_from={source}"
             )
         OmegaConf.update(cfg, key, override.value(), force_add=True)
+        typed.add(key)
+    for key, value in places.items():
+        if key not in typed:
+            raise ConfigError(
+                f"the saved config of {source} sets {key}={value}, a place outside the run folder where its "
+                f"tracker writes or uploads; a config read from a file never chooses one: add ++{key}={value} "
+                f"to the command line to resume with it"
+            )
 
 
 def read_run_config(run_dir: Path) -> DictConfig:
@@ -539,6 +559,6 @@ def read_run_config(run_dir: Path) -> DictConfig:
         raise ConfigError(
             f"resume={run_dir} has neither checkpoints/{LAST_CHECKPOINT} nor {CONFIG_FILE}: nothing to continue"
         )
-    with open(path, "rb") as f:  # never more than the size trusted_config accepts, and one byte to tell
+    with open_regular(path) as f:  # never more than the size trusted_config accepts, and one byte to tell
         text = f.read(MAX_CONFIG_BYTES + 1).decode(errors="replace")
     return trusted_config(text, str(path))

@@ -25,7 +25,7 @@ from typing import Any, Literal, Optional, TypeVar, Union, cast, get_args, get_o
 
 from omegaconf import DictConfig, OmegaConf
 
-from aecli.errors import ConfigError
+from aecli.errors import ConfigError, first_sentence
 
 SPECS: dict[str, type[Spec]] = {}  # "aecli.models.vae.VAESpec" -> the class: every spec, as Python defines it
 MOVED = {  # settings that moved to another group: the hint their old key gets
@@ -99,7 +99,7 @@ def spec_class(target: str, group: str, base: type[S]) -> type[S]:
         try:
             cls = _locate(target)
         except Exception as err:
-            reason = " ".join(str(err).split())[:160]
+            reason = first_sentence(" ".join(str(err).split()))
             raise ConfigError(f"{group}._target_={target!r} is not allowed: it cannot be imported ({reason})") from None
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigError(

@@ -25,7 +25,6 @@ import html
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from typing import Any, Literal, Optional, Union
 from urllib.parse import quote
 
 from aecli.errors import ConfigError
-from aecli.folders import atomic_write, open_append
+from aecli.folders import atomic_write, claim_folder, open_append, read_regular
 from aecli.reporting.jobs import number, read_jobs, read_summary
 from aecli.signals import STOP_SIGNALS
 
@@ -338,27 +337,37 @@ class Runner:
 
 
 # ------------------------------------------------------------------------------------ the folder
-def check_out_dir(out: Path) -> Optional[dict[str, Any]]:
-    """The previous reproduction's manifest if `out` holds one, None if `out` is new or empty; a
-    ConfigError for anything else, so a reproduction never mixes its folders into someone's files."""
+def claim_out_dir(out: Path, resume: bool) -> Optional[dict[str, Any]]:
+    """Claim `out` as aecli claims every folder it writes (aecli.folders.claim_folder: created, locked
+    against a second aecli-reproduce): a new or empty folder, or with --resume the previous reproduction
+    it holds, which must then hold only plain files and folders (no link, FIFO or device planted in it).
+    Returns that reproduction's manifest (None for a new folder). A folder holding anything else, or a
+    previous reproduction without --resume, is one sentence: a reproduction never deletes finished runs."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder; choose a new or empty folder")
     if not out.exists() or not any(out.iterdir()):
+        claim_folder(out, "--out")
         return None
     manifest = read_manifest(out)
     if manifest is None:
         raise ConfigError(
             f"--out {out} is not empty and holds no previous reproduction ({MANIFEST}); choose a new or empty folder"
         )
+    if not resume:
+        raise ConfigError(
+            f"--out {out} holds a previous reproduction; continue it with --resume (its completed experiments are "
+            f"kept, the others set aside in {out / PREVIOUS}), or choose a new folder"
+        )
+    claim_folder(out, "--out", resume_of=out)
     return manifest
 
 
 def read_manifest(out: Path) -> Optional[dict[str, Any]]:
     path = out / MANIFEST
-    if not path.is_file() or path.is_symlink() or path.stat().st_size > 1024 * 1024:
+    if path.is_symlink():
         return None
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(read_regular(path, 1024 * 1024))
     except (OSError, ValueError):
         return None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("experiments"), dict):
@@ -388,10 +397,7 @@ def kept(previous: Optional[dict[str, Any]], name: str, settings: dict[str, Any]
 def reproduce(out: Path, fast: bool, overrides: Sequence[str], resume: bool = False) -> int:
     """Run every experiment into `out`, then write the reports; 0 when all completed, 1 when one
     failed, 130 when stopped by a signal (the report is written in every case)."""
-    previous = check_out_dir(out)
-    if not resume:
-        _replace_previous(out, previous)
-    out.mkdir(parents=True, exist_ok=True)
+    previous = claim_out_dir(out, resume)
     (out / "logs").mkdir(exist_ok=True)
     settings = {"aecli_reproduce": 1, "fast": fast, "overrides": list(overrides), "started": _now()}
     outcomes = {
@@ -403,8 +409,9 @@ def reproduce(out: Path, fast: bool, overrides: Sequence[str], resume: bool = Fa
         for number_, name in enumerate(EXPERIMENTS, 1):
             if runner.stopped.is_set():
                 break
-            outcomes[name] = (kept(previous, name, settings) if resume else None) or outcomes[name]
+            outcomes[name] = kept(previous, name, settings) or outcomes[name]
             if outcomes[name].status != "completed":
+                set_aside(out, name)
                 outcomes[name] = run_one(runner, name, out, fast, overrides)
             print(f"[{number_}/{len(EXPERIMENTS)}] {name}: {describe(outcomes[name])}", flush=True)
             write_manifest(out, settings, outcomes, time.perf_counter() - start)
@@ -420,25 +427,30 @@ def reproduce(out: Path, fast: bool, overrides: Sequence[str], resume: bool = Fa
     return 0 if all(o.status == "completed" for o in outcomes.values()) else 1
 
 
-def _replace_previous(out: Path, previous: Optional[dict[str, Any]]) -> None:
-    """Without --resume, a previous reproduction's experiment folders and reports go (only those)."""
-    if previous is None:
+PREVIOUS = "previous"  # earlier attempts at an experiment that --resume runs again, kept: DIR/previous/<name>-<n>
+
+
+def set_aside(out: Path, name: str) -> None:
+    """An experiment about to run again keeps its earlier attempt (its completed jobs, its resumable runs,
+    its log) under DIR/previous/<name>-<n>: aecli wants an empty folder, and nothing finished is deleted."""
+    folder, log = out / name, out / "logs" / f"{name}.log"
+    if not folder.exists() and not log.exists():
         return
-    for name in (*EXPERIMENTS, "logs"):
-        if (out / name).is_dir() and not (out / name).is_symlink():
-            shutil.rmtree(out / name)
-    for name in ("reproduction.md", "index.html", MANIFEST):
-        (out / name).unlink(missing_ok=True)
+    n = 1
+    while (out / PREVIOUS / f"{name}-{n}").exists() or (out / PREVIOUS / f"{name}-{n}.log").exists():
+        n += 1
+    (out / PREVIOUS).mkdir(exist_ok=True)
+    if folder.exists():
+        folder.rename(out / PREVIOUS / f"{name}-{n}")
+    if log.exists():
+        log.rename(out / PREVIOUS / f"{name}-{n}.log")
 
 
 def run_one(runner: Runner, name: str, out: Path, fast: bool, overrides: Sequence[str]) -> Outcome:
     """One experiment as a child process, its output in logs/<name>.log; its outcome from the exit
     code and the run folder's summaries."""
     argv = command(name, out, fast, overrides)
-    if (out / name).is_dir() and not (out / name).is_symlink():
-        shutil.rmtree(out / name)  # a rerun (--resume of an unfinished one): aecli wants an empty folder
     log = out / "logs" / f"{name}.log"
-    log.unlink(missing_ok=True)
     start = time.perf_counter()
     code = runner.run(argv, log)
     seconds = round(time.perf_counter() - start, 1)
@@ -857,6 +869,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as err:
         print(f"aecli-reproduce: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full or read-only disk while writing the manifest, the reports or a log
+        where = f" {err.filename}" if err.filename else ""
+        print(f"aecli-reproduce: error: cannot write{where}: {err.strerror or err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

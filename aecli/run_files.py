@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import pickle
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional, TextIO
@@ -22,8 +23,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from aecli.data.base import DataShape
-from aecli.errors import ConfigError
-from aecli.folders import atomic_write, open_append
+from aecli.errors import ConfigError, first_sentence
+from aecli.folders import NotRegularFile, atomic_write, holds_lock, open_append, open_regular, read_regular
 from aecli.models import Autoencoder
 from aecli.training.state import EpochRecord, TrainState
 
@@ -35,6 +36,7 @@ CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"  # everything needed to resume: model, optimizer, schedule, TrainState
 BEST_CHECKPOINT = "best.pt"  # the model of the epoch with the lowest validation loss
 CHECKPOINT_KEYS = ("model", "config_yaml", "epoch", "metrics")  # what every aecli checkpoint holds
+MAX_SUMMARY_BYTES = 1 << 20  # a summary.json is a few KiB
 
 
 class CheckpointError(ConfigError):
@@ -220,23 +222,29 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     truncated, tampered with or not aecli's raises CheckpointError instead of torch's traceback.
     The saved config, checked by aecli.trust.trusted_config, is `ckpt["config"]`: build from that,
     never from the `config_yaml` text beside it."""
-    from aecli.trust import check_checkpoint_layout, check_torch_archive, trusted_config
+    from aecli.trust import check_checkpoint_layout, check_tensor_storage, check_torch_archive, trusted_config
 
     try:
-        with open(path, "rb") as file:  # one open file: the archive checked is the one torch reads
+        with open_regular(path) as file:  # one open file: the archive checked is the one torch reads
             check_torch_archive(file, Path(path))
             ckpt = torch.load(file, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
+    except NotRegularFile as err:  # a FIFO would block torch.load forever
+        raise CheckpointError(f"{path} is {err.strerror}, not a checkpoint") from None
     except CheckpointError:
         raise
-    except Exception as err:  # zip errors, EOF, unpickling refused by weights_only, ...
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except pickle.UnpicklingError:  # weights_only refused an object: torch's message is a page of advice
         raise CheckpointError(
-            f"{path} is not a readable aecli checkpoint: it is truncated, corrupted or "
-            f"holds objects other than tensors ({reason[:160]})"
+            f"{path} is not an aecli checkpoint: it holds Python objects other than tensors, numbers and text, "
+            f"which only unpickling could load, and aecli never unpickles"
+        ) from None
+    except Exception as err:  # zip errors, EOF, ...
+        raise CheckpointError(
+            f"{path} is not a readable aecli checkpoint: it is truncated or corrupted ({first_sentence(err)})"
         ) from None
     check_checkpoint_layout(ckpt, Path(path), CHECKPOINT_KEYS)
+    check_tensor_storage(ckpt, Path(path))
     ckpt["config"] = trusted_config(ckpt["config_yaml"], str(path))
     return ckpt
 
@@ -288,7 +296,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Au
         model.load_state_dict(state)
     except Exception as err:  # a bad value in the config, or weights of another model
         raise CheckpointError(
-            f"{checkpoint} holds a model aecli cannot rebuild ({' '.join(str(err).split())[:200]})"
+            f"{checkpoint} holds a model aecli cannot rebuild ({first_sentence(' '.join(str(err).split()), 200)})"
         ) from None
     return model.to(device=device, dtype=dtype).eval(), cfg
 
@@ -322,8 +330,17 @@ def confined(run_dir: str | Path, name: str | os.PathLike[str], key: str = "file
 
 
 class RunLogHandler(logging.FileHandler):
-    """aecli.log (Hydra's job log, conf/config.yaml): appended without following a link, so a link
-    planted in a folder being resumed cannot make the log grow the file it points to."""
+    """aecli.log (Hydra's job log, conf/hydra/job_logging/aecli.yaml): opened at the first record, and
+    only in a folder this process has claimed (aecli.folders.claim_folder), so a folder refused to a
+    run or a sweep job never gets a line; appended without following a link or opening a FIFO."""
+
+    def __init__(self, filename: str, mode: str = "a", encoding: Optional[str] = None, delay: bool = True) -> None:
+        super().__init__(filename, mode, encoding, delay=True)  # nothing opened before the folder is claimed
+        self.folder = Path(self.baseFilename).parent.resolve()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if holds_lock(self.folder):
+            super().emit(record)
 
     def _open(self) -> TextIO:  # type: ignore[override]
         return open_append(Path(self.baseFilename))
@@ -331,9 +348,8 @@ class RunLogHandler(logging.FileHandler):
 
 def read_status(run_dir: Path) -> Optional[str]:
     """The status in a run folder's summary.json, or None when it has none (yet) or it is unreadable."""
-    summary = Path(run_dir) / SUMMARY_FILE
     try:
-        status = json.loads(summary.read_text()).get("status") if summary.is_file() else None
+        status = json.loads(read_regular(Path(run_dir) / SUMMARY_FILE, MAX_SUMMARY_BYTES)).get("status")
     except (OSError, ValueError, AttributeError):
         return None
     return status if isinstance(status, str) else None

@@ -290,6 +290,86 @@ def check_torch_archive(file: IO[bytes], path: Path) -> None:
     file.seek(0)
 
 
+def check_tensor_storage(ckpt: Any, path: Path) -> None:
+    """Every tensor in the loaded checkpoint holds the memory its shape claims: a tensor saved as a view
+    with stride 0 (`expand`) or overlapping strides keeps a few bytes of storage on disk but becomes its
+    whole shape once a model is built to match it or it is copied (a 6.9 KB checkpoint asking for 40 GB).
+    And all of them together fit in the memory budget (aecli.memory.file_budget)."""
+    import torch
+
+    from aecli.memory import check_file_budget
+
+    total, stack = 0, [("", ckpt)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in node.items())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(node))
+        elif isinstance(node, torch.Tensor):
+            claimed = node.numel() * node.element_size()
+            if claimed > node.untyped_storage().nbytes():
+                refuse(
+                    f"{path} is not a usable aecli checkpoint: its tensor {where} of shape {tuple(node.shape)} claims "
+                    f"{claimed} bytes but stores {node.untyped_storage().nbytes()} (a stride-0 or overlapping view)"
+                )
+            total += claimed
+    check_file_budget(total, f"{path}, whose tensors hold {total} bytes,")
+
+
+def check_resumable(ckpt: dict[str, Any], path: Path) -> None:
+    """A checkpoint to continue training from (a last.pt): its training state is there and every field of
+    it is what `fit` can restore (generator states of the right size and type, a position inside the
+    epoch, the step losses and running sums of that position), and its best epoch is whole; one sentence
+    naming the file and the field otherwise, never a traceback from torch.set_rng_state or a copy."""
+    import torch
+
+    state = ckpt.get("train_state")
+    if not isinstance(state, dict) or "optimizer" not in ckpt:
+        refuse(
+            f"{path} holds no training state to continue from (a best.pt holds only the best epoch's model, or a "
+            f"checkpoint from an older aecli); resume from a run folder or its checkpoints/last.pt"
+        )
+
+    def bad(field: str, value: Any, expected: str) -> NoReturn:
+        refuse(f"{path} is not a usable aecli checkpoint: its {field} is {_short(value, 60)}, not {expected}")
+
+    def generator_state(field: str, value: Any, size: int) -> None:
+        if not (isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and tuple(value.shape) == (size,)):
+            shown = (
+                f"a {value.dtype} tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else value
+            )
+            bad(field, shown, f"a generator state (uint8, {size} bytes)")
+
+    generator_state("train_state.order_state", state["order_state"], torch.Generator().get_state().numel())
+    generator_state("train_state.rng_state", state["rng_state"], torch.get_rng_state().numel())
+    cuda = state.get("cuda_rng_states")
+    if not isinstance(cuda, list) or not all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 for t in cuda):
+        bad("train_state.cuda_rng_states", cuda, "a list of generator states")
+    epoch, batch, n_batches = state["epoch"], state["batch"], state["n_batches"]
+    if epoch != ckpt["epoch"]:
+        bad("train_state.epoch", epoch, f"the checkpoint's epoch {ckpt['epoch']}")
+    rows = ckpt["metrics"]
+    if not rows or rows[-1]["epoch"] != epoch or len(rows) > epoch + 1:
+        bad("metrics", f"{len(rows)} rows", f"one row per epoch up to its epoch {epoch}")
+    if batch and batch >= n_batches:
+        bad("train_state.batch", batch, f"a step inside its epoch of {n_batches} steps")
+    if batch:  # stopped inside an epoch: the epoch's step losses and running sums so far
+        losses, running, terms = state.get("step_losses"), state.get("running"), state.get("terms")
+        if not (isinstance(losses, torch.Tensor) and losses.is_floating_point() and tuple(losses.shape) == (batch,)):
+            bad("train_state.step_losses", losses, f"the {batch} step losses of the epoch so far")
+        if not (isinstance(terms, list) and terms and all(isinstance(t, str) for t in terms)):
+            bad("train_state.terms", terms, "a list of loss term names")
+        if not (isinstance(running, torch.Tensor) and running.is_floating_point() and running.shape == (len(terms),)):
+            bad("train_state.running", running, f"the running sums of its {len(terms)} terms")
+    best = ckpt.get("best")
+    if best is not None:
+        if not (isinstance(best.get("val_loss"), (int, float)) and not isinstance(best.get("val_loss"), bool)):
+            bad("best.val_loss", best.get("val_loss"), "the best epoch's validation loss")
+        if best["epoch"] > ckpt["epoch"]:
+            bad("best.epoch", best["epoch"], f"an epoch up to the checkpoint's {ckpt['epoch']}")
+
+
 def check_checkpoint_layout(ckpt: Any, path: Path, required: Sequence[str]) -> dict[str, Any]:
     """`ckpt` if it has the `required` keys and every part RunFiles.save_checkpoint writes has that
     part's type; else one sentence, instead of a KeyError, TypeError or StopIteration later."""

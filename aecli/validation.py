@@ -21,7 +21,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from aecli.config import DEVICES, DTYPES, LOSSES, AecliConfig
 from aecli.data import DataSpec, SyntheticSpec
-from aecli.errors import ConfigError
+from aecli.errors import ConfigError, first_sentence
 from aecli.folders import is_plain_file_name
 from aecli.memory import check_data_memory, check_model_memory
 from aecli.models import ModelSpec
@@ -217,7 +217,7 @@ def _check_analysis_settings(key: str, spec: DictConfig) -> None:
     try:
         signature = inspect.signature(_locate(spec._target_))
     except Exception as err:  # not importable, not callable, no signature
-        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        reason = first_sentence(" ".join(str(err).split()), 200) or type(err).__name__
         raise ConfigError(
             f"{key}._target_={spec._target_!r} is not allowed: it must name an analysis function "
             f"such as aecli.analyses.activations.activation_histograms ({reason})"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -160,6 +161,27 @@ def test_sigterm_during_imports_of_a_real_process_exits_130_without_traceback(tm
     assert "Traceback" not in proc.stderr.read()
     if (tmp_path / "run" / "summary.json").exists():
         assert read_summary(tmp_path / "run")["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("first, second", [(0.1, 0.12), (0.2, 0.22), (0.4, 0.42)])
+def test_two_signals_during_the_first_imports_exit_130_without_traceback(tmp_path, first, second):
+    """Ctrl-C twice while Hydra and torch are still importing: the second raised KeyboardInterrupt inside
+    an import, a traceback; a SIGTERM then killed with 143 before the handlers were in (aecli's own
+    import read its version through importlib.metadata first, 35 ms)."""
+    proc = spawn(*QUICK, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    time.sleep(first)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(second - first)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 130
+    assert "Traceback" not in proc.stderr.read()
+    assert not (tmp_path / "run").exists() or read_summary(tmp_path / "run")["status"] == "interrupted"
+
+
+def test_importing_aecli_reads_no_package_metadata():
+    """The stop handlers go in right after `import aecli`: nothing slow may come before them."""
+    code = "import sys, aecli.__main__; print('importlib.metadata' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
 def test_a_second_signal_aborts_at_once_and_still_writes_the_summary(tmp_path):
@@ -353,8 +375,11 @@ def test_every_write_replaces_a_link_instead_of_following_it(tmp_path):
     with pytest.raises(OSError):
         open_append(tmp_path / "metrics.csv")
     (tmp_path / "aecli.log").symlink_to(victim)
+    handler = RunLogHandler(str(tmp_path / "aecli.log"))  # opened at its first record, in a claimed folder only
+    record = logging.LogRecord("aecli", logging.INFO, __file__, 1, "a line", None, None)
+    handler.emit(record)  # the folder is not claimed: nothing is written, nothing opened
     with pytest.raises(OSError):
-        RunLogHandler(str(tmp_path / "aecli.log"))
+        handler._open()
     assert victim.read_text() == "precious\n"
 
 

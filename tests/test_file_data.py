@@ -103,7 +103,9 @@ def test_class_names_in_the_label_column_become_classes(tmp_path):
     assert len(FileData(path=str(plain), label_column=3, train_fraction=1).build().train) == 30
     rows[4][3] = " "  # a row without its label cannot be coloured: it counts as a row with a missing value
     unlabelled = write_csv(tmp_path / "unlabelled.csv", rows, header=["a", "b", "c", "species"])
-    with pytest.raises(ConfigError, match=r"unlabelled.csv has 1 row with NaN, infinite or empty values \(line 6\)"):
+    with pytest.raises(
+        ConfigError, match=r"unlabelled.csv has 1 row with NaN, infinite, empty or out-of-range .* values \(line 6\)"
+    ):
         FileData(path=str(unlabelled), label_column="species").build()
     data = FileData(path=str(unlabelled), label_column="species", drop_nonfinite=True, train_fraction=1).build()
     assert len(data.train) == 29 and set(data.train_color) == {0, 1, 2}
@@ -239,7 +241,11 @@ BAD = [  # (id, arguments, what stderr names besides the file)
     ("folder", ["dataset.path=folder.csv"], "folder.csv is not a file"),
     ("suffix", ["dataset.path=points.txt"], "dataset.path='points.txt' is not allowed: use a .csv, .npy or .npz file"),
     ("not-numeric", ["dataset.path=words.csv"], "words.csv line 3, column 'y' holds 'abc', which is not a number"),
-    ("nan-rows", ["dataset.path=nan.csv"], "nan.csv has 3 rows with NaN, infinite or empty values (lines 3, 4, 5)"),
+    (
+        "nan-rows",
+        ["dataset.path=nan.csv"],
+        "nan.csv has 3 rows with NaN, infinite, empty or out-of-range (beyond float32's 3.4e38) values (lines 3, 4, 5)",
+    ),
     ("ragged", ["dataset.path=ragged.csv"], "ragged.csv line 3 has 1 value where the rows above have 2"),
     ("fewer-than-a-batch", ["dataset.path=few.csv"], "few.csv has 17 training rows, fewer than one batch"),
     ("one-row", ["dataset.path=one.csv"], "one.csv has 1 usable row, of which dataset.train_fraction=0.85"),

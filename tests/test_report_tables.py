@@ -204,6 +204,18 @@ def test_a_failed_seed_is_left_out_of_its_groups_statistics(tmp_path):
     assert row["p_value_vs_next"] == "" and "no other group on this data set" in (tmp_path / "summary.md").read_text()
 
 
+def test_a_seed_whose_loss_is_nan_is_not_counted_in_the_n_beside_the_mean(tmp_path):
+    """Three completed seeds, one whose summary holds a null (NaN) loss: the table said n=3 beside a mean over 2."""
+    for num, loss in enumerate([0.2, float("nan"), 0.4]):
+        summary = {"dataset": "spiral", "final_val_loss": loss, "status": "completed"}
+        fake_job(tmp_path, num, ["model=tanh", f"seed={num}"], summary, {"seed": num})
+    build_report(tmp_path, figures=())
+    (row,) = csv.DictReader(open(tmp_path / "summary_groups.csv"))
+    assert (row["n"], row["final_val_loss_n"], float(row["final_val_loss_mean"])) == ("3", "2", pytest.approx(0.3))
+    assert "0.3 ± 0.14 (n=2)" in (tmp_path / "summary.md").read_text()
+    assert "0.3 ± 0.14 (n=2)" in (tmp_path / "index.html").read_text()
+
+
 def test_a_comparison_figure_that_fails_to_draw_never_costs_the_report(seed_sweep, tmp_path, monkeypatch, caplog):
     """A bug or odd data in one comparison figure: it is logged and left out, the tables and the page are written."""
     import shutil

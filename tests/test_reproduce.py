@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 from conftest import REPO
 
 from aecli import reproduce
+from aecli.errors import ConfigError
 from aecli.reproduce import CLAIMS, EXPERIMENTS, Claim, Ratio, Read, Tolerance
 
 EXPERIMENT_NAMES = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
@@ -214,13 +214,14 @@ def test_a_foreign_folder_is_refused(tmp_path):
 
 
 def test_resume_keeps_what_completed_with_the_same_settings(tmp_path, monkeypatch):
-    """--resume reruns only what did not complete; other settings (here --fast) rerun everything;
-    without --resume the previous experiment folders go first."""
+    """--resume reruns only what did not complete; other settings (here --fast) rerun everything. An
+    experiment run again keeps its earlier attempt under previous/; without --resume a previous
+    reproduction is refused, untouched: nothing finished is ever deleted."""
     ran: list[str] = []
 
     def fake_run(runner, name, out, fast, overrides):
         ran.append(name)
-        shutil.rmtree(out / name, ignore_errors=True)  # as run_one does before a rerun
+        assert not (out / name).exists()  # set aside before the rerun: aecli wants a new folder
         write_run(out / name, {}, status="failed" if name == "mnist_wide" else "completed")
         return reproduce.Outcome("failed" if name == "mnist_wide" else "completed", 1.0, 0, "", "cmd")
 
@@ -231,13 +232,17 @@ def test_resume_keeps_what_completed_with_the_same_settings(tmp_path, monkeypatc
     ran.clear()
     assert reproduce.reproduce(out, fast=False, overrides=["a=1"], resume=True) == 1
     assert ran == ["mnist_wide"]
+    assert (out / "previous" / "mnist_wide-1" / "summary.json").is_file()  # the failed attempt, kept
+    (out / "swiss_roll" / "marker").write_text("old")
     ran.clear()
     assert reproduce.reproduce(out, fast=True, overrides=["a=1"], resume=True) == 1
     assert ran == list(EXPERIMENTS)
-    (out / "swiss_roll" / "marker").write_text("old")
-    ran.clear()
-    reproduce.reproduce(out, fast=True, overrides=["a=1"])
-    assert ran == list(EXPERIMENTS) and not (out / "swiss_roll" / "marker").exists()
+    assert (out / "previous" / "swiss_roll-1" / "marker").read_text() == "old"  # the full run's folder, kept
+    assert (out / "previous" / "mnist_wide-2").is_dir()
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    with pytest.raises(ConfigError, match="holds a previous reproduction; continue it with --resume"):
+        reproduce.reproduce(out, fast=True, overrides=["a=1"])
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
 
 
 def test_ctrl_c_stops_the_experiment_and_writes_the_partial_report(tmp_path):

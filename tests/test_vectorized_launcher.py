@@ -120,7 +120,7 @@ def test_worker_processes_share_the_jobs_and_give_what_one_process_gives(nonline
     args = ["-m", "experiment=nonlinear_2d", "trainer.epochs=3", "plots.enabled=false", "trainer.progress=false"]
     proc = run_cli(*args, VECTORIZED, "hydra.launcher.processes=2", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
     output = proc.stdout + proc.stderr
-    assert "Launching 10 jobs in 2 processes" in output  # dealt round-robin: one group of 5 in each process
+    assert "Launching 10 jobs in 2 of the 2 worker processes" in output  # round-robin: a group of 5 in each
     assert "jobs 0,2,4,6,8 train as one group of 5" in output and "jobs 1,3,5,7,9 train as one group of 5" in output
     assert files_of(tmp_path / "s") - {"multirun.yaml"} == files_of(one) - {"multirun.yaml"}
     for shared, alone in zip(job_dirs(tmp_path / "s"), job_dirs(one)):

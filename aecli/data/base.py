@@ -192,6 +192,11 @@ class DataSpec(Spec):
         """Why `batch_size` does not suit this data (one sentence), or None."""
         return None
 
+    def offline(self) -> DataSpec:
+        """This spec, building without writing anywhere (no download): what a config read from a file
+        (a resumed run's, a loaded run's) builds, since such a config never chooses where aecli writes."""
+        return self
+
 
 @dataclass
 class SyntheticSpec(DataSpec):

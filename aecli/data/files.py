@@ -18,11 +18,13 @@ without pickle: an array of Python objects is refused from its header, before an
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
 import zipfile
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Optional, Union
@@ -31,8 +33,9 @@ import numpy as np
 import numpy.lib.format as npy_format
 
 from aecli.data.base import DATA_COPIES, FLOAT32_MAX, Dataset, DataSpec, split
-from aecli.errors import ConfigError
-from aecli.memory import MEMORY_SHARE, machine_memory, size_text
+from aecli.errors import ConfigError, first_sentence
+from aecli.folders import open_regular
+from aecli.memory import check_file_budget, size_text
 from aecli.plugins import finite, require
 
 log = logging.getLogger("aecli")
@@ -42,6 +45,8 @@ MAX_FILE_BYTES = 4 << 30  # a bigger file is refused before it is read (all data
 GRID_MARGIN = 0.1  # the error map's window: the data's range, widened by this share on each side
 SHOWN = 5  # how many bad rows or classes a message or colour-bar title lists
 DELIMITERS = (";", "\t")  # besides ",": what a .csv's first line may separate its values with
+MAX_CSV_LINE = 16 * 2**20  # characters in one row: 4 million values of 4 characters (a 2000 x 2000 image)
+BUDGET_EVERY_ROWS = 4096  # rows between two checks of the values read so far against the memory budget
 
 Column = Union[int, str]
 
@@ -150,17 +155,20 @@ class FileData(DataSpec):
         return table.values[:, picked], Labels.read(raw, table.column_name(label, quoted=False))
 
     def _usable_rows(self, values: np.ndarray, labels: Optional[Labels], table: Table, path: Path) -> np.ndarray:
-        """The rows to keep: all, or (drop_nonfinite) those without NaN, infinite or empty values."""
-        bad = ~np.isfinite(values).all(axis=1)
+        """The rows to keep: all, or (drop_nonfinite) those without NaN, infinite or empty values. A value
+        beyond float32's range once divided by `scale` (1e39) counts as infinite: the points are float32."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            bad = np.asarray(~(np.abs(values / self.scale) <= FLOAT32_MAX).all(axis=1))  # NaN compares False: bad
         if labels is not None:
             bad |= labels.missing
+        what = "NaN, infinite, empty or out-of-range (beyond float32's 3.4e38) values"
         if bad.any() and not self.drop_nonfinite:
             raise ConfigError(
-                f"{path} has {plural(int(bad.sum()), 'row')} with NaN, infinite or empty values ({table.where(bad)}); "
+                f"{path} has {plural(int(bad.sum()), 'row')} with {what} ({table.where(bad)}); "
                 f"set dataset.drop_nonfinite=true to drop them, or fix the file"
             )
         if bad.any():
-            log.info("%s: dropped %d rows with NaN, infinite or empty values (%s)", path, bad.sum(), table.where(bad))
+            log.info("%s: dropped %d rows with %s (%s)", path, bad.sum(), what, table.where(bad))
         return np.flatnonzero(~bad)
 
     def _image_shape(self, table: Table, width: int, path: Path) -> Optional[tuple[int, int]]:
@@ -308,12 +316,14 @@ def read_array(path: Path, key: Optional[str]) -> np.ndarray:
     any of its data is read, and the data is then read with allow_pickle=False."""
     try:
         if path.suffix.lower() == ".npy":
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 check_array_header(f, path, "")
                 f.seek(0)
                 return np.asarray(npy_format.read_array(f, allow_pickle=False), dtype=np.float64)
-        with zipfile.ZipFile(path) as archive:
+        with open_regular(path) as file, zipfile.ZipFile(file) as archive:
             member = npz_member(archive, key, path)
+            declared = archive.getinfo(member).file_size  # what it inflates to, before a byte is inflated
+            check_file_budget(declared, f"{path} array {member[:-4]!r}, {declared} bytes inflated,")
             with archive.open(member) as f:
                 check_array_header(f, path, f" array {member[:-4]!r}")
             with archive.open(member) as f:  # a zip member cannot seek back: open it again
@@ -322,7 +332,7 @@ def read_array(path: Path, key: Optional[str]) -> np.ndarray:
         if isinstance(err, ConfigError):
             raise
         kind = "a numpy array" if path.suffix.lower() == ".npy" else "an .npz file"
-        raise ConfigError(f"{path} cannot be read as {kind} ({' '.join(str(err).split())[:160]})") from None
+        raise ConfigError(f"{path} cannot be read as {kind} ({first_sentence(' '.join(str(err).split()))})") from None
 
 
 def npz_member(archive: zipfile.ZipFile, key: Optional[str], path: Path) -> str:
@@ -344,7 +354,7 @@ def check_array_header(f: IO[bytes], path: Path, what: str) -> None:
         reader = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}[version]
         shape, _, dtype = reader(f)
     except (ValueError, KeyError, EOFError, OSError) as err:
-        reason = " ".join(str(err).split())[:160] or f"format version {err}"
+        reason = first_sentence(" ".join(str(err).split())) or f"format version {err}"
         raise ConfigError(f"{path}{what} cannot be read as a numpy array ({reason})") from None
     if dtype.hasobject:
         raise ConfigError(
@@ -354,16 +364,16 @@ def check_array_header(f: IO[bytes], path: Path, what: str) -> None:
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or np.issubdtype(dtype, np.complexfloating):
         raise ConfigError(f"{path}{what} holds {dtype} values, not real numbers")
     need = math.prod(shape) * 8 * DATA_COPIES  # float64, and the copies the split and tensors make
-    if need > machine_memory() * MEMORY_SHARE:
-        raise ConfigError(f"{path}{what} of shape {shape} needs about {size_text(need)}, more than this machine has")
+    check_file_budget(need, f"{path}{what} of shape {shape}")
 
 
 # --------------------------------------------------------------------------------- .csv
 def read_csv(path: Path, label_column: Optional[Column]) -> Table:
-    """A .csv file's cells (see CsvCells for what they become)."""
+    """A .csv file's cells (see CsvCells for what they become), streamed: no line is ever read whole
+    beyond MAX_CSV_LINE characters, and the values read so far are held to the memory budget."""
     cells = CsvCells(path, label_column)
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:  # -sig: a spreadsheet's BOM
-        reader = csv.reader(f, delimiter=sniff_delimiter(path))
+    with open_csv(path) as f:
+        reader = csv.reader(bounded_lines(f, path), delimiter=sniff_delimiter(path))
         try:
             for fields in reader:
                 if any(v.strip() for v in fields):  # not a blank line
@@ -371,6 +381,25 @@ def read_csv(path: Path, label_column: Optional[Column]) -> Table:
         except csv.Error as err:  # a NUL byte, a field beyond csv's size limit
             raise ConfigError(f"{path} line {reader.line_num} is not valid CSV ({err})") from None
     return cells.table()
+
+
+def open_csv(path: Path) -> IO[str]:
+    """The file as text (a spreadsheet's BOM dropped, bad bytes replaced), if it is a regular file."""
+    return io.TextIOWrapper(open_regular(path), encoding="utf-8-sig", errors="replace", newline="")
+
+
+def bounded_lines(f: IO[str], path: Path) -> Iterator[str]:
+    """The file's lines, each read at most MAX_CSV_LINE characters at a time: a file with no line end
+    (1 GB of one field) is refused after that much, instead of being read whole into memory."""
+    number = 0
+    while line := f.readline(MAX_CSV_LINE + 1):
+        number += 1
+        if len(line) > MAX_CSV_LINE:
+            raise ConfigError(
+                f"{path} line {number} is longer than {MAX_CSV_LINE // 2**20} Mi characters, which no table row "
+                f"of numbers needs; is it a CSV file?"
+            )
+        yield line
 
 
 @dataclass
@@ -405,6 +434,8 @@ class CsvCells:
                 self.not_numbers.setdefault(column, (line, text))
             self.cells.append(math.nan if value is None else value)
         self.lines.append(line)
+        if len(self.lines) % BUDGET_EVERY_ROWS == 0:  # what the rows so far will take, checked as they come
+            check_file_budget(len(self.cells) * 8 * DATA_COPIES, f"{self.path} up to line {line}")
 
     def is_header(self, fields: list[str]) -> bool:
         """Read the first row: its width, where the label column is, and whether it is a header."""
@@ -431,8 +462,8 @@ class CsvCells:
 
 def sniff_delimiter(path: Path) -> str:
     """`,`, unless the first line has none and has `;` or a tab (what spreadsheets export in some locales)."""
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
-        first = next((line for line in f if line.strip()), "")
+    with open_csv(path) as f:
+        first = next((line for line in bounded_lines(f, path) if line.strip()), "")
     if "," in first:
         return ","
     return next((d for d in DELIMITERS if d in first), ",")

@@ -38,6 +38,9 @@ class Mnist(DataSpec):
             value = getattr(self, key)
             require(value is None or value >= 1, key, value, "use a positive number of images, or null for all")
 
+    def offline(self) -> Mnist:
+        return replace(self, download=False)
+
     def build(self) -> Dataset:
         from aecli.data import mnist_files
 

@@ -30,13 +30,14 @@ from typing import Optional
 
 import numpy as np
 
+from aecli.data.base import DATA_COPIES
 from aecli.errors import ConfigError
 from aecli.folders import atomic_write
+from aecli.memory import check_file_budget
 
 ENV_VAR = "AECLI_MNIST_DIR"
 DEFAULT_ROOT = Path("~/.cache/aecli/mnist")
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # IDX: unsigned bytes, 3 dims / 1 dim
-MAX_IDX_BYTES = 1 << 30  # data read from one IDX file: 1 GiB, 20x MNIST's 47 MB of training images
 READ_CHUNK = 1 << 20  # IDX data is read 1 MiB at a time
 TRAILING_PROBE = 16  # bytes read past the data an IDX header declares: an honest file has none
 
@@ -113,7 +114,7 @@ def _gzip_size(path: Path) -> int:
 def read_idx(path: Path, magic: int, limit: Optional[int] = None) -> np.ndarray:
     """A gzipped IDX file of unsigned bytes as a uint8 array (count, *dims), at most `limit` items.
 
-    Memory follows the header, capped at MAX_IDX_BYTES, and the bytes actually there (read in
+    Memory follows the header, held to the memory budget (aecli.memory), and the bytes actually there (read in
     chunks), never the gzip trailer's ISIZE, which is mod 2^32 and easily forged. Nothing past the
     declared data is decompressed: a full read looks TRAILING_PROBE bytes further, where an honest
     file ends (and reaching its end makes gzip verify the CRC)."""
@@ -124,11 +125,8 @@ def read_idx(path: Path, magic: int, limit: Optional[int] = None) -> np.ndarray:
             count, shape = _read_header(f, path, magic, ndim, declared)
             item = math.prod(shape)
             n = count if limit is None else min(limit, count)
-            if n * item > MAX_IDX_BYTES:
-                raise ConfigError(
-                    f"{path} declares {n * item} bytes of data, more than the {MAX_IDX_BYTES} aecli reads "
-                    f"from one IDX file; use dataset.train_limit / test_limit or a smaller file"
-                )
+            # the bytes, then each as float64 and the copies the split and tensors make: before a byte is read
+            check_file_budget(n * item * 8 * DATA_COPIES, f"{path}, declaring {n} items of {item} bytes,")
             body = _read_at_most(f, n * item)
             if len(body) != n * item:
                 raise ConfigError(f"{path} is truncated: {len(body)} of {n * item} data bytes present")

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, cast
+from typing import Any, BinaryIO, Optional, cast
 
 import numpy as np
 
+from aecli.folders import NotRegularFile, open_regular
 from aecli.reporting.csv_files import read_columns
 from aecli.reporting.jobs import SEED, add_note, seed_groups
 
@@ -59,12 +61,21 @@ def write_error_map_data(
 def read_error_map_data(path: Path) -> dict[str, np.ndarray]:
     """An error_map.npz, checked: a regular file, exactly the four arrays, no pickles, sizes within
     bounds before anything is decompressed, shapes and values as written. ValueError says why not."""
-    if not path.is_file():
-        raise ValueError("not a regular file")
-    if path.stat().st_size > MAX_MAP_BYTES:
+    try:
+        file = open_regular(path)  # one open file: the archive checked is the one read; a FIFO is refused
+    except OSError as why:
+        raise ValueError(
+            "not a regular file" if isinstance(why, NotRegularFile) else f"cannot be read ({why})"
+        ) from None
+    with file:
+        return _read_error_map(file)
+
+
+def _read_error_map(file: BinaryIO) -> dict[str, np.ndarray]:
+    if os.fstat(file.fileno()).st_size > MAX_MAP_BYTES:
         raise ValueError(f"larger than {MAX_MAP_BYTES // 2**20} MiB")
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(file) as archive:
             infos = archive.infolist()
     except (zipfile.BadZipFile, OSError) as why:
         raise ValueError(f"not an npz archive ({why})") from None
@@ -73,7 +84,8 @@ def read_error_map_data(path: Path) -> dict[str, np.ndarray]:
     if sum(i.file_size for i in infos) > MAX_MAP_BYTES:
         raise ValueError(f"expands to more than {MAX_MAP_BYTES // 2**20} MiB")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        file.seek(0)
+        with np.load(file, allow_pickle=False) as npz:
             arrays = {name: np.asarray(npz[name]) for name in ERROR_MAP_FIELDS}
     except Exception as why:  # zlib, CRC, header and pickle errors all mean the same: unreadable
         raise ValueError(f"cannot be read ({type(why).__name__})") from None
@@ -425,13 +437,13 @@ def read_image(job: dict[str, Any], figure: str) -> Any:
 
     path = job["dir"] / figure
     try:
-        if not path.is_file():
-            raise OSError("not a regular file")
-        with Image.open(path) as image:
-            width, height = image.size
-        if width * height > MAX_TILE_PIXELS:
-            raise OSError(f"{width} x {height} pixels, too large to tile")
-        return matplotlib.image.imread(path)
+        with open_regular(path) as file:  # a FIFO planted as a figure would block the report
+            with Image.open(file) as image:
+                width, height = image.size
+            if width * height > MAX_TILE_PIXELS:
+                raise OSError(f"{width} x {height} pixels, too large to tile")
+            file.seek(0)
+            return matplotlib.image.imread(file, format="png")
     except Exception as err:  # Pillow's errors for a broken file are OSError, SyntaxError, ValueError, ...
         text = str(err).replace(f"'{path}'", "").replace(str(path), "").strip()  # the note names the file already
         reason = text.splitlines()[0][:120] if text else type(err).__name__

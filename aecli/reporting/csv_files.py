@@ -15,6 +15,7 @@ every complete well-formed row and drops the others, with a warning naming the f
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from array import array
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import IO, Optional
 
 import numpy as np
+
+from aecli.folders import NotRegularFile, open_regular
 
 log = logging.getLogger("aecli")
 
@@ -59,12 +62,16 @@ class NumericRows:
         return f"{self.path.name}: dropped {self.dropped} unreadable {rows} ({'; '.join(self.first_dropped)}{more})"
 
     def __iter__(self) -> Iterator[tuple[float, ...]]:
-        if not self.path.exists():
+        try:
+            binary = open_regular(self.path)  # a FIFO or device would block or never end
+        except FileNotFoundError:
             return
-        if not self.path.is_file():  # a FIFO or device would block or never end
-            self._give_up("not a regular file")
+        except OSError as err:
+            self._give_up(
+                "not a regular file" if isinstance(err, NotRegularFile) else f"cannot be read ({err.strerror})"
+            )
             return
-        with open(self.path, encoding="utf-8", errors="replace", newline="") as f:
+        with io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="") as f:
             header = self._next_line(f)
             if header is None or header is TOO_LONG or not header.endswith("\n"):
                 self._give_up("empty (no header line)" if header is None else "no complete header line")

@@ -26,7 +26,6 @@ import concurrent.futures as cf
 import contextlib
 import functools
 import multiprocessing
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -83,10 +82,9 @@ def _quiet_worker() -> None:
 
 def default_workers() -> int:
     """One worker per core this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+    from aecli.memory import cores
+
+    return cores()
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from aecli.folders import FileTooLarge, NotRegularFile, read_regular
 from aecli.summary import Status
 
 READ_LIMIT = 1024 * 1024  # summary.json and .hydra/*.yaml: a real one is a few KiB, so more is not aecli's
@@ -57,14 +58,12 @@ def read_job(job_dir: Path) -> dict[str, Any]:
 def _read_small_text(path: Path) -> tuple[Optional[str], Optional[str]]:
     """The text of a regular file of at most READ_LIMIT bytes, or None and why not (a FIFO or a
     device would block or never end; a huge file would fill the memory)."""
-    if not path.is_file():
-        return None, "not a regular file"
     try:
-        with open(path, "rb") as f:
-            data = f.read(READ_LIMIT + 1)
-        if len(data) > READ_LIMIT:
-            return None, f"larger than {READ_LIMIT // 1024 // 1024} MiB"
-        return data.decode("utf-8"), None
+        return read_regular(path, READ_LIMIT).decode("utf-8"), None
+    except NotRegularFile:
+        return None, "not a regular file"
+    except FileTooLarge:
+        return None, f"larger than {READ_LIMIT // 1024 // 1024} MiB"
     except OSError as err:
         return None, f"cannot be read ({err.strerror})"
     except UnicodeDecodeError:

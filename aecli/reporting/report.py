@@ -254,12 +254,14 @@ def group_metrics(jobs: list[dict[str, Any]], metric: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def mean_std(stats: tuple[float, float, int]) -> str:
-    """ "0.0123 ± 0.0004"; the mean alone at n=1; "" at n=0."""
+def mean_std(stats: tuple[float, float, int], of: int) -> str:
+    """ "0.0123 ± 0.0004"; the mean alone at n=1; "" at n=0; "(n=2)" after it where fewer than the
+    group's `of` completed jobs report the metric as a number (a NaN loss), so n never overstates it."""
     mean, std, n = stats
     if not n:
         return ""
-    return f"{mean:.4g} ± {std:.2g}" if n >= 2 else f"{mean:.4g}"
+    text = f"{mean:.4g} ± {std:.2g}" if n >= 2 else f"{mean:.4g}"
+    return text + (f" (n={n})" if n < of else "")
 
 
 def group_rows(
@@ -285,12 +287,12 @@ def group_table(
     """summary_groups.csv's header and rows: the group's data set and overrides, n, its job numbers,
     mean and std of each metric (blank where n is too small), best=yes per data set, and the best
     group's Welch p-value against the next."""
-    header = ["data_set", *others, "n", "jobs", *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))]
+    header = ["data_set", *others, "n", "jobs", *(f"{m}_{s}" for m in metrics for s in ("mean", "std", "n"))]
     rows = []
     for g in groups:
         sep = next((s for s in separated if s.best is g), None)
         stats = [g.stats(m) for m in metrics]
-        numbers = [x for mean, std, n in stats for x in (mean if n else "", std if n >= 2 else "")]
+        numbers = [x for mean, std, n in stats for x in (mean if n else "", std if n >= 2 else "", n)]
         p = sep.p_value if sep is not None and sep.p_value is not None else ""
         jobs = " ".join(j["dir"].name for j in g.jobs)
         rows.append([g.dataset, *g.key.values(), g.n, jobs, *numbers, "yes" if sep else "", p])
@@ -309,7 +311,7 @@ def group_section(
     best = {id(s.best) for s in separated}
     cells = [
         [g.dataset, f"**{g.short_label} best**" if id(g) in best else g.short_label, str(g.n)]
-        + [mean_std(g.stats(m)) for m in metrics]
+        + [mean_std(g.stats(m), g.n) for m in metrics]
         for g in groups
     ]
     return [
@@ -406,7 +408,7 @@ def groups_html(jobs: list[dict[str, Any]], keys: list[str], metric: str, descen
     for g in groups:
         stats = [g.stats(m) for m in metrics]
         cells = [html_cell(g.dataset), html_cell(g.short_label), html_cell(g.n)]
-        cells += [f'<td data-v="{s[0]!r}">{esc(mean_std(s))}</td>' if s[2] else "<td></td>" for s in stats]
+        cells += [f'<td data-v="{s[0]!r}">{esc(mean_std(s, g.n))}</td>' if s[2] else "<td></td>" for s in stats]
         rows.append(f'<tr class="{"best" if id(g) in best else ""}">{"".join(cells)}</tr>')
     lines = "".join(f"<li>{esc(s.line(metric))}</li>" for s in separated)
     return (

@@ -36,6 +36,7 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig, OmegaConf
 
 from aecli.errors import ConfigError
+from aecli.folders import open_append
 from aecli.reporting.jobs import flatten
 from aecli.run_files import CHECKPOINT_DIR
 from aecli.summary import Status
@@ -384,7 +385,7 @@ def store_lock(uri: str) -> Iterator[None]:
     else:
         yield
         return
-    with open(lock_path, "a") as f:
+    with open_append(lock_path) as f:  # never through a planted link, never a FIFO
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

@@ -60,9 +60,6 @@ def launch_in_processes(launcher: VectorizedLauncher, jobs: Sequence[Job]) -> li
         [(idx, overrides, loader.take_sweep_config(launcher.config, overrides)) for idx, overrides, _ in jobs[p::n]]
         for p in range(n)
     ]
-    log.info(
-        f"Launching {len(jobs)} jobs in {n} processes, compatible ones stacked in each (hydra/launcher=vectorized)"
-    )
     context = HydraContext(config_loader=loader.inner, callbacks=launcher.hydra_context.callbacks)
     task = (launcher.task_function.__module__, launcher.task_function.__qualname__)
     # Hydra's singletons (its config store, the HydraConfig); OmegaConf's resolvers are closures that
@@ -71,6 +68,10 @@ def launch_in_processes(launcher: VectorizedLauncher, jobs: Sequence[Job]) -> li
     args = (launcher.settings(), launcher.config, context, task, Singleton.get_state()["instances"])
     returns: dict[int, JobReturn] = {}
     launcher.workers = [w if not w._broken else start_workers(1)[0] for w in launcher.workers or start_workers(n)]
+    log.info(
+        f"Launching {len(jobs)} jobs in {n} of the {len(launcher.workers or [])} worker processes, compatible ones "
+        f"stacked in each (hydra/launcher=vectorized)"
+    )
     futures = [worker.submit(run_share, *args, share) for worker, share in zip(launcher.workers, shares)]
     stop_file = Path(str(launcher.config.hydra.sweep.dir)) / signals.STOP_FILE
     try:
@@ -89,11 +90,12 @@ def start_workers(n: int) -> list[cf.ProcessPoolExecutor]:
     launching process composes the sweep's configs. One pool each: a pool whose worker dies
     terminates its other workers, and a death must cost that worker's jobs only. They are stopped
     when this process ends."""
+    log.info(f"vectorized: starting {n} worker processes (hydra.launcher.processes)")
     context = multiprocessing.get_context("spawn")
     workers = [cf.ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker) for _ in range(n)]
     for worker in workers:
         worker.submit(int)  # its process starts now (pools spawn on demand)
-        atexit.register(_stop_workers, worker)  # before the pool's own exit handler, which would wait for it
+    atexit.register(_stop_workers, workers)  # before the pools' own exit handler, which would wait for them
     return workers
 
 
@@ -107,11 +109,12 @@ def _start_worker() -> None:
     import aecli.vectorized  # noqa: F401
 
 
-def _stop_workers(pool: cf.ProcessPoolExecutor, grace_s: float = 10.0) -> None:
-    """At this process's exit: an idle worker ends at once, one still importing or ending its jobs
-    (after a second Ctrl-C) gets `grace_s` to finish, then is killed."""
-    processes = list((pool._processes or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
+def _stop_workers(pools: Sequence[cf.ProcessPoolExecutor], grace_s: float = 10.0) -> None:
+    """At this process's exit: an idle worker ends at once, those still importing or ending their jobs
+    (after a second Ctrl-C) get `grace_s` in all, together, then are killed."""
+    processes = [process for pool in pools for process in (pool._processes or {}).values()]
+    for pool in pools:
+        pool.shutdown(wait=False, cancel_futures=True)
     deadline = time.monotonic() + grace_s
     for process in processes:
         process.join(max(0.0, deadline - time.monotonic()))

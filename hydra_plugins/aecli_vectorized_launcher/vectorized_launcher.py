@@ -85,8 +85,9 @@ class VectorizedLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         jobs: list[Job] = [(idx, list(o), None) for idx, o in enumerate(job_overrides, start=initial_job_idx)]
-        # open until the sweep report (aecli.hydra_hooks.SweepComparison) has drawn its figures with it
-        drawing.open_pool(self.figure_workers, warm=self.draws())
+        # open until the sweep report (aecli.hydra_hooks.SweepComparison) has drawn its figures with it; with
+        # worker processes (which draw their jobs' figures themselves) its workers start at the report
+        drawing.open_pool(self.figure_workers, warm=self.draws() and self.processes == 1)
         if self.processes > 1 and len(jobs) > 1:
             from .processes import launch_in_processes
 
