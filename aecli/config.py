@@ -236,6 +236,8 @@ def register_schemas() -> None:
     OmegaConf.register_new_resolver("aecli_pid", lambda: str(os.getpid()), use_cache=True, replace=True)
     OmegaConf.register_new_resolver("aecli_resuming", _resuming, replace=True)
     OmegaConf.register_new_resolver("aecli_hydra_record", _hydra_record, replace=True)
+    # ${aecli_plus:${seed},1}: a whole number offset from another (a transfer source's seed from the run's)
+    OmegaConf.register_new_resolver("aecli_plus", lambda a, b: int(a) + int(b), replace=True)
     cs = ConfigStore.instance()
     cs.store(name="aecli_schema", node=AecliConfig)
     for group, name, node in [

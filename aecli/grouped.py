@@ -12,8 +12,9 @@ nothing from Hydra's plugin machinery.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Optional, Protocol
 
 from aecli.training.loop import fit
@@ -59,6 +60,18 @@ def let_others_finish() -> None:
     slot: Optional[Slot] = getattr(_job, "slot", None)
     if slot is not None:
         slot.pause()
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Runs inside the block (a transfer's source run, nested in its job's run) train and pause as a run
+    on their own: the job's slot in its group is for the job's own run."""
+    slot = getattr(_job, "slot", None)
+    bind(None)
+    try:
+        yield
+    finally:
+        bind(slot)
 
 
 def bind(slot: Optional[Slot]) -> None:

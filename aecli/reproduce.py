@@ -1,16 +1,19 @@
-"""`aecli-reproduce`: run every study experiment and say, claim by claim, whether it reproduced.
+"""`aecli-reproduce`: run every study experiment over several seeds and judge, claim by claim, whether
+the study reproduced.
 
-Each experiment in conf/experiment/ runs as its own `python -m aecli` process (a sweep with `-m`
-where its YAML sweeps), into DIR/<experiment>/, exactly as a user would type it; the results are
-then read back only from the run folders' summary.json files. The claims are data (CLAIMS below):
-what the study says, the number it printed (or its words, or nothing but a figure), the number of
-ours that answers it, and the tolerance, with the reason for it. DIR/reproduction.md and
-DIR/index.html give one row per claim with a verdict, and link each experiment's report and figures.
+Each experiment in conf/experiment/ runs as its own `python -m aecli -m` process over N seeds (its own
+seed and the N-1 after it; with whatever it sweeps itself), into DIR/<experiment>/, exactly as a user
+would type it, its seeds stacked by hydra/launcher=vectorized where the jobs can train as one model.
+The results are then read back only from the jobs' summary.json files. The claims are data
+(aecli/claims.py): what the study says, one number of ours per seed that answers it, and the
+tolerance, with the reason for it. Each claim gets its values, their mean, a 95% t-interval and one of
+three verdicts (reproduced, not reproduced, inconclusive); DIR/reproduction.json holds them, and
+DIR/reproduction.md and DIR/index.html show them, the page with the values of every seed drawn.
 
-    aecli-reproduce --out repro                 # the full studies (about 25 min on 2 CPU cores)
-    aecli-reproduce --fast --out smoke          # every experiment as a smoke run: verdicts "ran"
-    aecli-reproduce --out repro hydra/launcher=joblib   # extra overrides go to every aecli command
-    python -m aecli.reproduce --readme-table repro      # the README's studies table, from a run
+    aecli-reproduce --out repro                 # every study over 5 seeds (about 25 min on 2 CPU cores)
+    aecli-reproduce --fast --seeds 3 --out smoke   # the same as smoke runs (a few minutes)
+    aecli-reproduce --out repro hydra.launcher.processes=2   # extra overrides go to every aecli command
+    python -m aecli.reproduce --docs repro      # docs/reproduction.json, the README's table, the study pages
 
 Ctrl-C stops the experiment in progress (aecli's own clean stop), writes the partial report with
 the rest marked "not run" and exits 130. `--resume` reruns into a previous reproduction and keeps
@@ -23,6 +26,7 @@ import argparse
 import datetime
 import html
 import json
+import math
 import os
 import re
 import signal
@@ -31,18 +35,38 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Optional
 from urllib.parse import quote
 
+from aecli.claims import (
+    CLAIMS,
+    INCONCLUSIVE,
+    INTERVAL_RULE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Claim,
+    Largest,
+    Ratio,
+    Read,
+    Runs,
+    judge,
+    seed_of,
+)
 from aecli.errors import ConfigError
 from aecli.folders import atomic_write, claim_folder, open_append, read_regular
+from aecli.memory import cores
 from aecli.reporting.jobs import number, read_jobs, read_summary
 from aecli.signals import STOP_SIGNALS
 
 MANIFEST = "reproduction.json"  # marks DIR as a reproduction: what ran, with which settings, how it ended
 FAST_OVERRIDES = ("trainer.fast_dev_run=true",)
+DEFAULT_SEED = 1337  # conf/config.yaml's, for an experiment that names none
+# Seeds per experiment by default: 5 is the fewest for which a directional claim whose five values all
+# agree has a t-interval clear of the edge in most studies here, and the full run over 5 seeds takes
+# about 2x the one-seed run on 2 cores (stacked seeds; README, "Studies").
+SEEDS = 5
 
 # Run order: cheapest first, so a reproduction stopped early (or cut off by a deadline) has the most
 # studies. Every experiment in conf/experiment/ must be here (tests/test_reproduce.py checks).
@@ -58,167 +82,6 @@ EXPERIMENTS = (
     "mnist_wide",
     "beta_curves",
 )
-
-
-# ------------------------------------------------------------------------------------ claims as data
-@dataclass(frozen=True)
-class Read:
-    """One number from a run folder: a summary field or analysis metric (summary.json `metrics`),
-    of the sweep job whose overrides include `job` (empty for a single run), in `experiment`
-    (empty: the claim's own) and `folder` under it (e.g. "source" for a transfer's source run)."""
-
-    metric: str
-    job: dict[str, str] = field(default_factory=dict)
-    experiment: str = ""
-    folder: str = ""
-    scale: float = 1.0  # e.g. 1 / 10,000 to put a study's per-epoch total on our per-curve scale
-
-    def label(self) -> str:
-        where = ", ".join(f"{k}={v}" for k, v in self.job.items())
-        return f"{self.experiment + ' ' if self.experiment else ''}`{self.metric}`" + (f" ({where})" if where else "")
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """`top / bottom`: how a claim in words ("L1 is sparser than none") becomes one number."""
-
-    top: Read
-    bottom: Read
-
-    def label(self) -> str:
-        return f"{self.top.label()} / {self.bottom.label()}"
-
-
-Value = Union[Read, Ratio]
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How close is close enough, and why. `relative` / `absolute`: |ours - reference| <= value (as a
-    share of the reference, or in its units); `above` / `below`: ours > value / ours < value (a claim
-    in words). The reference is the study's number, or `target` when the study gave words."""
-
-    kind: Literal["relative", "absolute", "above", "below"]
-    value: float
-    why: str
-    target: Optional[float] = None
-
-    def text(self) -> str:
-        if self.kind == "above":
-            return f"> {self.value:g}"
-        if self.kind == "below":
-            return f"< {self.value:g}"
-        spread = f"{self.value:.0%}" if self.kind == "relative" else f"{self.value:g}"
-        return (f"{self.target:g} " if self.target is not None else "") + f"± {spread}"
-
-    def accepts(self, ours: float, reference: Optional[float]) -> bool:
-        if self.kind == "above":
-            return ours > self.value
-        if self.kind == "below":
-            return ours < self.value
-        reference = self.target if self.target is not None else reference
-        if reference is None:
-            return False
-        allowed = self.value * abs(reference) if self.kind == "relative" else self.value
-        return abs(ours - reference) <= allowed * (1 + 1e-9)  # a value on the edge counts, rounding aside
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One row of the reproduction table. `study`: the number the study printed, its words when it
-    states a direction but prints no number, or None when it only shows a figure (then ours is
-    shown for the record and the verdict is "figure only")."""
-
-    experiment: str
-    text: str
-    ours: Value
-    study: Union[float, str, None] = None
-    tolerance: Optional[Tolerance] = None
-    study_note: str = ""  # where the study's number comes from, when it is not printed as is
-
-
-SEED_SPREAD = (
-    "one unseeded run of the study against one seeded run here; the study's own cell, rerun with other seeds, "
-    "ends its first 500 epochs at over twice the loss it printed (docs/studies/swiss_roll.md)"
-)
-BETA_LOSS = "the study's last five epochs alone spread over 1677 to 1833 (±5%); twice that"
-RESIDUAL = "a fit of another random draw of the family, so the residual may move a little; 10%"
-
-CLAIMS: tuple[Claim, ...] = (
-    Claim("nonlinear_2d", "no activation: the 2-3-2 net learns the identity, low error over the whole window "
-          "(share of the window with error < 0.1; polynomial)",
-          Read("error_map_share_below_threshold", {"dataset": "polynomial", "model": "linear"})),
-    Claim("nonlinear_2d", "the same on the spiral",
-          Read("error_map_share_below_threshold", {"dataset": "spiral", "model": "linear"})),
-    Claim("nonlinear_2d", "ReLU confines the low error to a curve-shaped region (polynomial)",
-          Read("error_map_share_below_threshold", {"dataset": "polynomial", "model": "relu"})),
-    Claim("nonlinear_2d", "tanh without biases: a region through the origin (spiral)",
-          Read("error_map_share_below_threshold", {"dataset": "spiral", "model": "tanh_nobias"})),
-    Claim("swiss_roll", "RMSE on the training roll (train mode, as the study measured)",
-          Read("train_rmse_train_mode"), 0.06634, Tolerance("relative", 0.2, SEED_SPREAD)),
-    Claim("swiss_roll", "RMSE on a new roll, 2500 points, noise 0.1 (train mode)",
-          Read("new_roll_rmse_train_mode"), 0.08295, Tolerance("relative", 0.2, SEED_SPREAD)),
-    Claim("swiss_roll", "training loss at epoch 5000 (train mode)",
-          Read("final_train_loss"), 0.004369, Tolerance("relative", 0.2, SEED_SPREAD)),
-    Claim("swiss_roll", "RMSE on the training roll in eval mode (dropout off: how the net is used)",
-          Read("train_rmse")),
-    Claim("beta_curves", "Nelder-Mead over the decoder's 2-D input fits Beta(2, 4): residual norm",
-          Read("inversion_residual"), 0.08783, Tolerance("relative", 0.1, RESIDUAL)),
-    Claim("beta_curves", "loss of the last epoch, per curve", Read("final_train_loss"), 0.17454,
-          Tolerance("relative", 0.1, BETA_LOSS), study_note="1745.3988 summed over 10,000 curves"),
-    Claim("mnist_bottleneck", "a 2-D code reconstructs \"just OK\": test MSE", Read("test_mse")),
-    Claim("mnist_bottleneck", "a net is \"much more powerful\" than PCA (non-linear): test MSE / PCA's with the "
-          "same 2-D code",
-          Ratio(Read("final_val_loss"), Read("baseline_pca_loss")), "much more powerful than PCA",
-          Tolerance("below", 1.0, "a direction: the net must at least beat PCA of the same code size")),
-    Claim("mnist_bottleneck", "the 2-D codes form clear, overlapping digit groups: 5-NN accuracy on them",
-          Read("latent_knn_accuracy")),
-    Claim("mnist_wide", "a 128-D code and 256 hidden units: test MSE", Read("test_mse")),
-    Claim("mnist_wide", "\"a more expressive version of PCA\": test MSE / PCA's with the same 128-D code",
-          Ratio(Read("final_val_loss"), Read("baseline_pca_loss")), "a more expressive version of PCA",
-          Tolerance("below", 1.0, "a direction: the net must at least beat PCA of the same code size")),
-    Claim("mnist_wide", "the first 3 of 128 code coordinates mix the digits (figure); all 128: 5-NN accuracy",
-          Read("latent_knn_accuracy")),
-    Claim("mnist_denoising", "from inputs with 20% of pixels masked: test MSE against the clean images",
-          Read("test_mse_noisy_input")),
-    Claim("rectangle_capacity", "pca converges much more slowly: final MSE, pca / big",
-          Ratio(Read("final_val_loss", {"model": "pca"}), Read("final_val_loss", {"model": "big"})),
-          "much slower convergence for PCA",
-          Tolerance("above", 2.0, "\"much slower\": after the same 1000 epochs, at least twice the big net's MSE")),
-    Claim("rectangle_capacity", "more capacity, more bends: data within 0.1 of the decoder's curve, big / small",
-          Ratio(Read("data_near_curve_share", {"model": "big"}), Read("data_near_curve_share", {"model": "small"})),
-          "more breakpoints in the curve", Tolerance("above", 1.0, "a direction: big covers more data than small")),
-    Claim("rectangle_frozen_decoder", "a new encoder for a frozen decoder: mean code shift on the data",
-          Read("shift_mean_data")),
-    Claim("rectangle_frozen_decoder", "the further from the decoder's image, the larger the shift: "
-          "mean shift > 1 from the curve / < 0.1 from it",
-          Ratio(Read("shift_mean_far_from_curve"), Read("shift_mean_near_curve")),
-          "the further from the image of the decoder, the higher the change",
-          Tolerance("above", 1.0, "a direction: far points move more than near ones")),
-    Claim("rectangle_frozen_decoder", "the same as a rank correlation of shift with distance to the curve",
-          Read("shift_distance_rank_correlation"), "the further, the higher the change",
-          Tolerance("above", 0.0, "a direction: a positive rank correlation")),
-    Claim("rectangle_gd_vs_sgd", "SGD (batch 1) oscillates, GD is smooth: std of the step-to-step change "
-          "of log loss, SGD / GD",
-          Ratio(Read("step_log_loss_change_std", {"variant": "sgd"}),
-                Read("step_log_loss_change_std", {"variant": "gd"})),
-          "SGD loss is highly oscillatory", Tolerance("above", 10.0, "\"highly\": an order of magnitude at least")),
-    Claim("activation_penalty", "both penalties shrink the activations: mean |h|, L1 / none",
-          Ratio(Read("mean_abs_activation", {"regularizer": "activation_l1"}),
-                Read("mean_abs_activation", {"regularizer": "none"})),
-          "smaller activations on average (both)", Tolerance("below", 1.0, "a direction: smaller than no penalty")),
-    Claim("activation_penalty", "the same for L2: mean |h|, L2 / none",
-          Ratio(Read("mean_abs_activation", {"regularizer": "activation_l2"}),
-                Read("mean_abs_activation", {"regularizer": "none"})),
-          "smaller activations on average (both)", Tolerance("below", 1.0, "a direction: smaller than no penalty")),
-    Claim("activation_penalty", "an L1 activation penalty makes activations sparse: share |h| < 1e-3, L1 / none",
-          Ratio(Read("sparsity", {"regularizer": "activation_l1"}), Read("sparsity", {"regularizer": "none"})),
-          "sparse activations with L1", Tolerance("above", 1.0, "a direction: L1 sparser than no penalty")),
-    Claim("activation_penalty", "an L2 penalty barely differs from none: sparsity, L2 / none",
-          Ratio(Read("sparsity", {"regularizer": "activation_l2"}), Read("sparsity", {"regularizer": "none"})),
-          "minimal difference from no penalty",
-          Tolerance("relative", 0.1, "\"minimal difference\": within 10% of no penalty's sparsity", target=1.0)),
-)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ the experiments
@@ -239,13 +102,6 @@ def experiment_file(name: str) -> Path:
     return Path(str(files("aecli.conf"))) / "experiment" / f"{name}.yaml"
 
 
-def is_sweep(name: str) -> bool:
-    """Whether the experiment's YAML sweeps (hydra.sweeper.params): it then runs with `-m`."""
-    from omegaconf import OmegaConf
-
-    return OmegaConf.select(OmegaConf.load(experiment_file(name)), "hydra.sweeper.params") is not None
-
-
 def hydra_path(path: Path) -> str:
     """A folder as a Hydra override value: quoted when it holds anything but plain path characters."""
     text = str(path)
@@ -254,17 +110,29 @@ def hydra_path(path: Path) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def command(name: str, out: Path, fast: bool, extra: Sequence[str]) -> list[str]:
-    """The aecli command line of one experiment, as a user would type it (after `python`)."""
-    sweep = is_sweep(name)
-    key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+def experiment_seeds(name: str, seeds: int) -> list[int]:
+    """The seeds an experiment runs with: its own (the study's) seed and the `seeds - 1` after it, so the
+    first is the run `aecli experiment=<name>` makes."""
+    from omegaconf import OmegaConf
+
+    first = OmegaConf.select(OmegaConf.load(experiment_file(name)), "seed", default=DEFAULT_SEED)
+    return [int(first) + k for k in range(seeds)]
+
+
+def command(name: str, out: Path, fast: bool, extra: Sequence[str], seeds: int = 1) -> list[str]:
+    """The aecli command line of one experiment over its seeds, as a user would type it (after
+    `python`): a sweep over `seed` (and whatever the experiment sweeps itself), its jobs stacked by
+    hydra/launcher=vectorized wherever they can train as one model, on every core."""
     return [
         "-m",
         "aecli",
-        *(["-m"] if sweep else []),
+        "-m",
         f"experiment={name}",
+        "seed=" + ",".join(str(s) for s in experiment_seeds(name, seeds)),
+        "hydra/launcher=vectorized",
+        f"hydra.launcher.processes={cores()}",
         *(FAST_OVERRIDES if fast else ()),
-        f"{key}={hydra_path(out / name)}",
+        f"hydra.sweep.dir={hydra_path(out / name)}",
         *extra,
     ]
 
@@ -382,8 +250,9 @@ def write_manifest(out: Path, settings: dict[str, Any], outcomes: dict[str, Outc
 
 def kept(previous: Optional[dict[str, Any]], name: str, settings: dict[str, Any]) -> Optional[Outcome]:
     """The previous reproduction's outcome of `name` when it completed with the same settings (--resume)."""
-    if previous is None or {k: previous.get(k) for k in ("fast", "overrides")} != {
-        k: settings[k] for k in ("fast", "overrides")
+    same = ("fast", "overrides", "seeds")
+    if previous is None or {k: previous.get(k, 1 if k == "seeds" else None) for k in same} != {
+        k: settings[k] for k in same
     }:
         return None
     record = previous["experiments"].get(name)
@@ -394,14 +263,14 @@ def kept(previous: Optional[dict[str, Any]], name: str, settings: dict[str, Any]
 
 
 # ------------------------------------------------------------------------------------ the loop
-def reproduce(out: Path, fast: bool, overrides: Sequence[str], resume: bool = False) -> int:
-    """Run every experiment into `out`, then write the reports; 0 when all completed, 1 when one
-    failed, 130 when stopped by a signal (the report is written in every case)."""
+def reproduce(out: Path, fast: bool, overrides: Sequence[str], resume: bool = False, seeds: int = SEEDS) -> int:
+    """Run every experiment over `seeds` seeds into `out`, then write the reports; 0 when all completed,
+    1 when one failed, 130 when stopped by a signal (the report is written in every case)."""
     previous = claim_out_dir(out, resume)
     (out / "logs").mkdir(exist_ok=True)
-    settings = {"aecli_reproduce": 1, "fast": fast, "overrides": list(overrides), "started": _now()}
+    settings = {"aecli_reproduce": 2, "fast": fast, "overrides": list(overrides), "seeds": seeds, "started": _now()}
     outcomes = {
-        name: Outcome(command="python " + " ".join(command(name, out, fast, overrides))) for name in EXPERIMENTS
+        name: Outcome(command="python " + " ".join(command(name, out, fast, overrides, seeds))) for name in EXPERIMENTS
     }
     runner, start = Runner(), time.perf_counter()
     handlers = {sig: signal.signal(sig, runner.on_signal) for sig in STOP_SIGNALS}
@@ -412,7 +281,7 @@ def reproduce(out: Path, fast: bool, overrides: Sequence[str], resume: bool = Fa
             outcomes[name] = kept(previous, name, settings) or outcomes[name]
             if outcomes[name].status != "completed":
                 set_aside(out, name)
-                outcomes[name] = run_one(runner, name, out, fast, overrides)
+                outcomes[name] = run_one(runner, name, out, fast, overrides, seeds)
             print(f"[{number_}/{len(EXPERIMENTS)}] {name}: {describe(outcomes[name])}", flush=True)
             write_manifest(out, settings, outcomes, time.perf_counter() - start)
     finally:
@@ -446,10 +315,10 @@ def set_aside(out: Path, name: str) -> None:
         log.rename(out / PREVIOUS / f"{name}-{n}.log")
 
 
-def run_one(runner: Runner, name: str, out: Path, fast: bool, overrides: Sequence[str]) -> Outcome:
-    """One experiment as a child process, its output in logs/<name>.log; its outcome from the exit
-    code and the run folder's summaries."""
-    argv = command(name, out, fast, overrides)
+def run_one(runner: Runner, name: str, out: Path, fast: bool, overrides: Sequence[str], seeds: int) -> Outcome:
+    """One experiment over its seeds as a child process, its output in logs/<name>.log; its outcome
+    from the exit code and the jobs' summaries."""
+    argv = command(name, out, fast, overrides, seeds)
     log = out / "logs" / f"{name}.log"
     start = time.perf_counter()
     code = runner.run(argv, log)
@@ -479,152 +348,134 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-# ------------------------------------------------------------------------------------ numbers and verdicts
-REPRODUCED, NOT_REPRODUCED, FIGURE_ONLY, NO_NUMBER = "✓ reproduced", "✗ not reproduced", "figure only", "no number"
-RAN, FAILED, NOT_RUN = "ran", "failed", "not run in this reproduction"
+# ------------------------------------------------------------------------------------ verdicts
+VERDICT_TEXT = {REPRODUCED: "✓ reproduced", NOT_REPRODUCED: "✗ not reproduced", INCONCLUSIVE: "? inconclusive"}
+FAILED, NOT_RUN = "failed", "not run in this reproduction"
 
 
-def read_value(value: Value, out: Path, experiment: str) -> Optional[float]:
-    """Our number for a claim, read from the run folders under `out`; None when a run or metric is missing."""
-    if isinstance(value, Ratio):
-        top, bottom = read_value(value.top, out, experiment), read_value(value.bottom, out, experiment)
-        return None if top is None or not bottom else top / bottom
-    summary = find_summary(value, out, experiment)
-    if summary is None or summary.get("status") != "completed":
-        return None
-    found = number(summary.get(value.metric, summary.get("metrics", {}).get(value.metric)))
-    return None if found is None else found * value.scale
-
-
-def find_summary(read: Read, out: Path, experiment: str) -> Optional[dict[str, Any]]:
-    """The summary.json a Read reads: the run's, or that of the one sweep job whose overrides include
-    `read.job` (None when there is none, or more than one: a claim must name its job exactly)."""
-    folder = out / (read.experiment or experiment) / read.folder
-    if not read.job:
-        return read_summary(folder / "summary.json")[0] if (folder / "summary.json").is_file() else None
-    jobs = [j for j in read_jobs(folder) if read.job.items() <= j["overrides"].items()] if folder.is_dir() else []
-    return jobs[0]["summary"] if len(jobs) == 1 else None
-
-
-def experiments_of(value: Value, experiment: str) -> set[str]:
-    """Every experiment a claim's number reads from (a ratio may compare two experiments)."""
-    if isinstance(value, Ratio):
-        return experiments_of(value.top, experiment) | experiments_of(value.bottom, experiment)
-    return {value.experiment or experiment}
-
-
-def verdict(claim: Claim, ours: Optional[float], statuses: dict[str, str], fast: bool) -> str:
-    """The claim's verdict: the experiments it reads first (not run, failed; "ran" for a smoke
-    run), then "figure only" when the study gives no number or words, "no number" when ours is
-    missing, else whether ours lies within the tolerance."""
-    needed = [statuses.get(name, "not run") for name in sorted(experiments_of(claim.ours, claim.experiment))]
-    if any(s == "failed" for s in needed):
-        return FAILED
-    if any(s != "completed" for s in needed):
-        return NOT_RUN
-    if fast:
-        return RAN
-    if claim.study is None:
-        return FIGURE_ONLY
-    if ours is None or claim.tolerance is None:
-        return NO_NUMBER
-    reference = claim.study if isinstance(claim.study, float) else None
-    return REPRODUCED if claim.tolerance.accepts(ours, reference) else NOT_REPRODUCED
-
-
-def rows(out: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """The manifest and one row of text cells per claim: what the reports show."""
-    manifest = read_manifest(out) or {"experiments": {}}
+def judged_claims(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every claim judged over the seeds of the runs under `out` (claims.judge), with its verdict as the
+    reports show it: an experiment it reads that failed or did not run comes first."""
     statuses = {k: v.get("status", "not run") for k, v in manifest["experiments"].items() if isinstance(v, dict)}
-    fast = bool(manifest.get("fast"))
-    table = []
+    runs, judged = Runs(out), []
     for claim in CLAIMS:
-        ours = None if fast else read_value(claim.ours, out, claim.experiment)
-        table.append(
-            {
-                "experiment": claim.experiment,
-                "claim": claim.text,
-                "study": study_text(claim),
-                "ours": "" if ours is None else ours_text(claim, ours, out),
-                "metric": claim.ours.label(),
-                "tolerance": "" if claim.tolerance is None else claim.tolerance.text(),
-                "why": "" if claim.tolerance is None else claim.tolerance.why,
-                "verdict": verdict(claim, ours, statuses, fast),
-            }
+        record = judge(claim, runs)
+        needed = [statuses.get(name, "not run") for name in sorted(claim.experiments())]
+        if any(s == "failed" for s in needed):
+            shown = FAILED
+        elif any(s != "completed" for s in needed):
+            shown = NOT_RUN
+        else:
+            shown = VERDICT_TEXT[record["verdict"]] + ("" if record["n"] else " (no value)")
+        judged.append({**record, "experiment": claim.experiment, "shown": shown, "figure": figure_of(claim, out)})
+    return judged
+
+
+def figure_of(claim: Claim, out: Path) -> str:
+    """The figure beside a claim, relative to `out`: the sweep report's, else the first seed's job's
+    (the first job of its Read's configuration); "" when the run has none."""
+    if not claim.figure:
+        return ""
+    folder = out / claim.experiment
+    if (folder / claim.figure).is_file():
+        return f"{claim.experiment}/{claim.figure}"
+    first = claim.ours
+    while not isinstance(first, Read):
+        first = (
+            first.values[0] if isinstance(first, Largest) else first.top if isinstance(first, Ratio) else first.first
         )
-    return manifest, table
+    jobs = [(seed_of(o, s), d) for o, s, d in Runs(out).of(claim.experiment) if first.job.items() <= o.items()]
+    for _, job_dir in sorted(jobs, key=lambda j: (j[0] is None, j[0] or 0)):
+        if (job_dir / claim.figure).is_file():
+            return (job_dir / claim.figure).relative_to(out).as_posix()
+    return ""
 
 
-def ours_text(claim: Claim, ours: float, out: Path) -> str:
-    """Our number; for a ratio also the two numbers it divides, so the reader sees both sides."""
-    if not isinstance(claim.ours, Ratio):
-        return f"{ours:.4g}"
-    top, bottom = (read_value(r, out, claim.experiment) for r in (claim.ours.top, claim.ours.bottom))
-    return f"{ours:.4g} ({top:.4g} / {bottom:.4g})"
+def number_text(value: Optional[float]) -> str:
+    return "" if value is None else f"{value:.4g}"
 
 
-def study_text(claim: Claim) -> str:
-    if claim.study is None:
-        return "figure only"
-    if isinstance(claim.study, str):
-        return f"\u201c{claim.study}\u201d"
-    return f"{claim.study:.4g}" + (f" ({claim.study_note})" if claim.study_note else "")
+def ours_text(row: dict[str, Any]) -> str:
+    """ "0.93 [0.85, 1.01] (n=5)": the mean over seeds, its interval and the number of seeds."""
+    if not row["n"]:
+        return "—"
+    lo, hi = row["interval"]
+    if row["n"] == 1:
+        return f"{number_text(row['mean'])} (one seed)"
+    kind = ", geometric" if row.get("scale") == "log" else ""
+    return f"{number_text(row['mean'])} [{number_text(lo)}, {number_text(hi)}] (n={row['n']}{kind})"
+
+
+def study_text(row: dict[str, Any]) -> str:
+    said = row["study_says"]
+    if isinstance(said, str):
+        return f"\u201c{said}\u201d"
+    return f"{said:.4g}" + (f" ({row['study_note']})" if row.get("study_note") else "")
 
 
 # ------------------------------------------------------------------------------------ reports
-def links(out: Path, name: str) -> tuple[list[str], list[str]]:
-    """(report files, figures) of one experiment that exist, as paths relative to `out`: a sweep's
-    index.html, summary.md and comparison figures; a single run's summary.json and figures (and its
-    transfer source's summary); and the experiment's log."""
-    folder = out / name
-    reports = [f"{name}/{f}" for f in ("index.html", "summary.md", "summary.json", "source/summary.json")]
-    reports.append(f"logs/{name}.log")
-    figures = sorted(p.relative_to(out).as_posix() for p in folder.glob("*.png")) if folder.is_dir() else []
-    return [r for r in reports if (out / r).is_file()], figures
+def links(out: Path, name: str) -> list[str]:
+    """An experiment's report files that exist, relative to `out`: its sweep's index.html and summary.md, and
+    its log."""
+    reports = [f"{name}/{f}" for f in ("index.html", "summary.md")] + [f"logs/{name}.log"]
+    return [r for r in reports if (out / r).is_file()]
 
 
 def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def claims_markdown(table: list[dict[str, str]], readme: bool = False) -> list[str]:
-    """The claims table; for the README without links into the reproduction folder and without the
-    tolerances' reasons (reproduction.md and CLAIMS give them)."""
+def claims_markdown(claims: list[dict[str, Any]], readme: bool = False) -> list[str]:
+    """The claims table: ours as the mean over seeds with its interval; for the README without links into
+    the reproduction folder and without the tolerances' reasons (reproduction.md and aecli/claims.py give them)."""
     lines = [
-        "| study | claim | the study | ours | tolerance | verdict |",
+        "| study | claim | the study | ours: mean [95% interval] (seeds) | tolerance | verdict |",
         "|---|---|---|---|---|---|",
     ]
-    for row in table:
+    for row in claims:
         name = f"`{row['experiment']}`" if readme else f"[`{row['experiment']}`](#{row['experiment']})"
-        ours = f"{row['ours']} ({row['metric']})" if row["ours"] else f"— ({row['metric']})"
-        tolerance = f"{row['tolerance']}: {row['why']}" if row["tolerance"] and not readme else row["tolerance"]
-        cells = [name, row["claim"], row["study"], ours, tolerance, row["verdict"]]
+        ours = f"{ours_text(row)}: {row['metric']}"
+        tolerance = row["tolerance"] if readme else f"{row['tolerance']}: {row['why']}"
+        cells = [name, row["claim"], study_text(row), ours, tolerance, row["shown"]]
         lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
     return lines
 
 
-def summary_line(manifest: dict[str, Any], table: list[dict[str, str]]) -> str:
+def summary_line(manifest: dict[str, Any], claims: list[dict[str, Any]]) -> str:
     counts: dict[str, int] = {}
-    for row in table:
-        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
-    mode = "smoke runs (--fast: verdicts say only whether it ran)" if manifest.get("fast") else "full runs"
+    for row in claims:
+        counts[row["shown"]] = counts.get(row["shown"], 0) + 1
+    seeds = manifest.get("seeds", 1)
+    mode = (
+        "smoke runs (--fast: the numbers check the pipeline, not the studies)" if manifest.get("fast") else "full runs"
+    )
     verdicts = ", ".join(f"{n} {v}" for v, n in counts.items())
     return (
-        f"{len(table)} claims ({verdicts}); {mode}; started {manifest.get('started', '?')}, "
-        f"total wall time {duration(manifest.get('wall_seconds')) or '?'}"
+        f"{len(claims)} claims ({verdicts}); {mode} over {seeds} seed{'s' * (seeds != 1)}; "
+        f"started {manifest.get('started', '?')}, total wall time {duration(manifest.get('wall_seconds')) or '?'}"
     )
 
 
-def reproduction_markdown(out: Path) -> str:
-    manifest, table = rows(out)
+def reproduction_markdown(out: Path, manifest: dict[str, Any]) -> str:
+    claims = manifest["claims"]
     extra = " ".join(manifest.get("overrides", []))
-    lines = ["# Reproduction of the studies", "", summary_line(manifest, table) + ".", ""]
+    lines = [
+        "# Reproduction of the studies",
+        "",
+        summary_line(manifest, claims) + ".",
+        "",
+        f"Verdicts: {INTERVAL_RULE}.",
+        "",
+    ]
     if extra:
         lines += [f"Overrides given to every experiment: `{extra}`.", ""]
-    lines += claims_markdown(table) + ["", "## Experiments", ""]
+    lines += claims_markdown(claims) + ["", "Values per seed:", ""]
+    for row in claims:
+        values = ", ".join(f"{s}: {v:.4g}" for s, v in zip(row["seeds"], row["values"])) or "none"
+        lines.append(f"- `{row['experiment']}`, {row['claim']}: {values}")
+    lines += ["", "## Experiments", ""]
     for name in EXPERIMENTS:
         record = manifest["experiments"].get(name, {})
-        reports, figures = links(out, name)
         lines += [f"### {name}", "", f"`{record.get('command', '')}`", ""]
         lines.append(
             f"{record.get('status', 'not run')}"
@@ -632,36 +483,78 @@ def reproduction_markdown(out: Path) -> str:
         )
         if record.get("note"):
             lines[-1] += f": {record['note']}"
-        lines += ["", "Files: " + " · ".join(f"[{r}]({quote(r)})" for r in reports)]
-        if figures:
-            lines += ["", "Figures: " + " · ".join(f"[{Path(f).name}]({quote(f)})" for f in figures)]
-        lines.append("")
+        lines += ["", "Files: " + " · ".join(f"[{r}]({quote(r)})" for r in links(out, name)), ""]
     return "\n".join(lines)
 
 
-def reproduction_html(out: Path) -> str:
-    manifest, table = rows(out)
-    esc = html.escape
-    head = "".join(f"<th>{h}</th>" for h in ("study", "claim", "the study", "ours", "tolerance", "verdict"))
+def strip_svg(row: dict[str, Any], width: int = 240, height: int = 34) -> str:
+    """The claim's values, one dot per seed, over the range the tolerance accepts (green) and the
+    t-interval of their mean (a black bar, the mean a tick), on a log axis for a ratio: where a reader
+    would rather look than read."""
+    values = row["values"]
+    if not values:
+        return ""
+    log = row.get("scale") == "log"
+    at = (lambda v: math.log10(v) if v > 0 else -math.inf) if log else (lambda v: v)  # noqa: E731
+    lo_acc, hi_acc = (at(v) if v is not None else math.nan for v in row["accepted"])
+    ends = [at(v) for v in values] + [at(x) for x in row["interval"] if x is not None]
+    ends += [x for x in (lo_acc, hi_acc) if math.isfinite(x)]
+    low, high = min(ends), max(ends)
+    pad = (high - low) * 0.08 or abs(high) * 0.1 or 1.0
+    low, high = low - pad, high + pad
+    x = lambda v: 6 + (width - 12) * (at(v) - low) / (high - low)  # noqa: E731
+    left = 6 + (width - 12) * (lo_acc - low) / (high - low) if math.isfinite(lo_acc) else 0.0
+    right = 6 + (width - 12) * (hi_acc - low) / (high - low) if math.isfinite(hi_acc) else float(width)
+    left, right = max(left, 0.0), min(right, float(width))
+    parts = [f'<rect x="{left:.1f}" y="2" width="{max(right - left, 0):.1f}" height="{height - 14}" fill="#dff0d8"/>']
+    lo, hi = row["interval"]
+    if lo is not None and hi is not None and (not log or lo > 0):
+        parts.append(f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="9" y2="9" stroke="#222" stroke-width="2"/>')
+        parts.append(f'<line x1="{x(row["mean"]):.1f}" x2="{x(row["mean"]):.1f}" y1="4" y2="14" stroke="#222"/>')
+    dots = [
+        f'<circle cx="{x(v):.1f}" cy="{15 + 3 * (i % 3)}" r="3" fill="#1f5fa8" fill-opacity="0.7"/>'
+        for i, v in enumerate(values)
+    ]
+    shown = (lambda v: f"{10**v:.3g}") if log else (lambda v: f"{v:.3g}")  # noqa: E731
+    parts += dots
+    parts.append(
+        f'<text x="2" y="{height - 1}" font-size="9" fill="#555">{shown(low)}</text>'
+        f'<text x="{width - 2}" y="{height - 1}" font-size="9" fill="#555" text-anchor="end">{shown(high)}'
+        + (" (log)" if log else "")
+        + "</text>"
+    )
+    return f'<svg width="{width}" height="{height}" role="img">' + "".join(parts) + "</svg>"
+
+
+def reproduction_html(out: Path, manifest: dict[str, Any]) -> str:
+    claims, esc = manifest["claims"], html.escape
+    columns = ("study", "claim", "the study", "ours: mean [95% interval] (seeds)", "per seed", "tolerance", "verdict")
+    head = "".join(f"<th>{h}</th>" for h in columns)
     body = []
-    for row in table:
+    for row in claims:
         metric = re.sub(r"`([^`]*)`", r"<code>\1</code>", esc(row["metric"]))
-        ours = f"{esc(row['ours']) or '—'}<br><small>{metric}</small>"
-        tol = f"{esc(row['tolerance'])}<br><small>{esc(row['why'])}</small>" if row["tolerance"] else ""
+        figure = row.get("figure") or ""
+        thumb = (
+            f"<br><a href='{quote(figure)}'><img class='fig' src='{quote(figure)}' alt='{esc(figure)}'></a>"
+            if figure
+            else ""
+        )
         cells = [
             f"<a href='#{row['experiment']}'>{row['experiment']}</a>",
-            esc(row["claim"]),
-            esc(row["study"]),
-            ours,
-            tol,
+            esc(row["claim"]) + thumb,
+            esc(study_text(row)),
+            f"{esc(ours_text(row))}<br><small>{metric}</small>",
+            strip_svg(row),
+            f"{esc(row['tolerance'])}<br><small>{esc(row['why'])}</small>",
         ]
-        mark = {REPRODUCED: "ok", NOT_REPRODUCED: "bad", FAILED: "bad", RAN: "ok"}.get(row["verdict"], "")
+        mark = {"✓": "ok", "✗": "bad", "f": "bad", "?": "maybe"}.get(row["shown"][:1], "")  # f: failed
         body.append(
-            "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + f"<td class='{mark}'>{esc(row['verdict'])}</td></tr>"
+            "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + f"<td class='{mark}'>{esc(row['shown'])}</td></tr>"
         )
     sections = [experiment_html(out, name, manifest["experiments"].get(name, {})) for name in EXPERIMENTS]
     return HTML_PAGE.format(
-        summary=esc(summary_line(manifest, table)),
+        summary=esc(summary_line(manifest, claims)),
+        rule=esc(INTERVAL_RULE),
         head=head,
         body="\n".join(body),
         sections="\n".join(sections),
@@ -670,12 +563,12 @@ def reproduction_html(out: Path) -> str:
 
 def experiment_html(out: Path, name: str, record: dict[str, Any]) -> str:
     esc = html.escape
-    reports, figures = links(out, name)
     status = esc(str(record.get("status", "not run"))) + (
         f" in {duration(record['seconds'])}" if record.get("seconds") else ""
     )
     note = f": {esc(record['note'])}" if record.get("note") else ""
-    report_links = " · ".join(f"<a href='{quote(r)}'>{esc(r)}</a>" for r in reports)
+    report_links = " · ".join(f"<a href='{quote(r)}'>{esc(r)}</a>" for r in links(out, name))
+    figures = sorted(p.relative_to(out).as_posix() for p in (out / name).glob("*.png")) if (out / name).is_dir() else []
     thumbs = "".join(
         f"<a href='{quote(f)}'><img src='{quote(f)}' alt='{esc(f)}' title='{esc(f)}'></a>" for f in figures
     )
@@ -688,14 +581,16 @@ def experiment_html(out: Path, name: str, record: dict[str, Any]) -> str:
 HTML_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>aecli reproduction</title>
 <style>
-body {{ font: 14px/1.4 sans-serif; margin: 1.5em; max-width: 1400px; }}
+body {{ font: 14px/1.4 sans-serif; margin: 1.5em; max-width: 1500px; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 6px; vertical-align: top; }}
 th {{ background: #f2f2f2; text-align: left; cursor: pointer; }} small {{ color: #555; }}
-td.ok {{ color: #106010; }} td.bad {{ color: #a01010; font-weight: bold; }}
-.thumbs img {{ height: 160px; margin: 2px; border: 1px solid #ddd; }}
+td.ok {{ color: #106010; }} td.bad {{ color: #a01010; font-weight: bold; }} td.maybe {{ color: #8a6d00; }}
+.thumbs img {{ height: 160px; margin: 2px; border: 1px solid #ddd; }} img.fig {{ height: 90px; margin-top: 4px; }}
 </style></head><body>
 <h1>Reproduction of the studies</h1>
 <p>{summary}</p>
+<p><small>Verdicts: {rule}. Per seed: one dot a seed, the green band what the tolerance accepts, the bar the
+interval of the mean.</small></p>
 <table><tr>{head}</tr>
 {body}
 </table>
@@ -714,21 +609,36 @@ document.querySelectorAll("th").forEach((th, col) => th.addEventListener("click"
 """
 
 
-def write_reports(out: Path) -> None:
-    for name, text in (("reproduction.md", reproduction_markdown(out)), ("index.html", reproduction_html(out))):
+def write_reports(out: Path) -> dict[str, Any]:
+    """Judge every claim from the runs under `out` into reproduction.json (its `claims`), then write
+    reproduction.md and index.html from it; the manifest as written."""
+    manifest = read_manifest(out) or {"experiments": {}}
+    manifest = {**manifest, "interval_rule": INTERVAL_RULE, "claims": judged_claims(out, manifest)}
+    atomic_write(out / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
+    for name, text in (
+        ("reproduction.md", reproduction_markdown(out, manifest)),
+        ("index.html", reproduction_html(out, manifest)),
+    ):
         atomic_write(out / name, lambda f, text=text: f.write(text.encode()))
+    return manifest
 
 
-def readme_table(out: Path) -> str:
-    """The README's studies table, from a finished reproduction in `out` (links point into the
-    reproduction folder only where the README is read beside it, so it names none)."""
-    manifest, table = rows(out)
+def readme_table(manifest: dict[str, Any]) -> str:
+    """The README's studies table, from a full reproduction's manifest (reproduction.json, with its
+    judged claims): the same rows as reproduction.md, without links into the reproduction folder."""
     if manifest.get("fast"):
-        raise ConfigError(f"{out} holds a --fast reproduction: its numbers are smoke runs; give a full one")
-    stamp = "python -m aecli.reproduce --readme-table DIR` after `aecli-reproduce --out DIR"
-    lines = [f"<!-- reproduction table: generated by `{stamp}`; do not edit by hand -->", ""]
-    lines += claims_markdown(table, readme=True)
-    lines += ["", summary_line(manifest, table) + "."]
+        raise ConfigError("that reproduction ran --fast: its numbers are smoke runs; give a full one")
+    if not isinstance(manifest.get("claims"), list):
+        raise ConfigError(
+            f"that {MANIFEST} holds no judged claims; rewrite it with python -m aecli.reproduce --report DIR"
+        )
+    stamp = "python -m aecli.reproduce --docs DIR` after `aecli-reproduce --out DIR"
+    lines = [
+        f"<!-- reproduction table: generated by `{stamp}`, from docs/reproduction.json; do not edit by hand -->",
+        "",
+    ]
+    lines += claims_markdown(manifest["claims"], readme=True)
+    lines += ["", summary_line(manifest, manifest["claims"]) + f". Verdicts: {INTERVAL_RULE}."]
     missing = [n for n in EXPERIMENTS if manifest["experiments"].get(n, {}).get("status") != "completed"]
     if missing:
         lines[-1] += f" Not run in this reproduction: {', '.join(missing)}."
@@ -746,54 +656,67 @@ DOC_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "beta_curves": ("beta_curves", ("inversion_residual", "inversion_c1", "inversion_c2", "inversion_nfev")
                     + LOSSES + ("wall_seconds",)),
     "mnist_bottleneck": ("mnist", ("test_mse", "baseline_mean_loss", "baseline_pca_loss", "latent_knn_accuracy",
-                                   "final_train_loss", "best_val_loss", "wall_seconds")),
+                                   "baseline_pca_knn_accuracy", "final_train_loss", "best_val_loss", "wall_seconds")),
     "mnist_wide": ("mnist", ("test_mse", "baseline_mean_loss", "baseline_pca_loss", "latent_knn_accuracy",
-                             "final_train_loss", "best_val_loss", "wall_seconds")),
-    "mnist_denoising": ("mnist", ("test_mse", "test_mse_noisy_input", "test_mse_masked_vs_clean", "baseline_mean_loss",
+                             "baseline_pca_knn_accuracy", "final_train_loss", "best_val_loss", "wall_seconds")),
+    "mnist_denoising": ("mnist", ("test_mse", "test_mse_noisy_input", "baseline_identity_loss", "baseline_mean_loss",
                                   "baseline_pca_loss", "final_train_loss", "best_val_loss", "best_epoch",
                                   "wall_seconds")),
     "rectangle_capacity": ("rectangle", ("final_val_loss", "data_near_curve_share", "curve_length_in_box",
                                          "untrained_data_near_curve_share", "untrained_curve_length_in_box",
                                          "wall_seconds")),
-    "rectangle_frozen_decoder": ("rectangle", ("final_val_loss", "shift_mean_data", "shift_mean_near_curve",
-                                               "shift_mean_far_from_curve", "shift_distance_rank_correlation",
-                                               "wall_seconds")),
-    "rectangle_gd_vs_sgd": ("rectangle", ("steps", "final_val_loss", "step_log_loss_change_std", "wall_seconds")),
+    "rectangle_frozen_decoder": ("rectangle", ("final_val_loss", "code_rank_correlation_data", "shift_mean_data",
+                                               "shift_mean_near_curve", "shift_mean_far_from_curve",
+                                               "shift_distance_rank_correlation", "wall_seconds")),
+    "rectangle_gd_vs_sgd": ("rectangle", ("steps", "final_val_loss", "step_loss_revisit_change_std",
+                                          "step_log_loss_change_std", "wall_seconds")),
     "activation_penalty": ("rectangle", ("sparsity", "mean_abs_activation", "sparsity_layer1", "sparsity_layer2",
                                          "sparsity_layer3", "final_val_loss", "wall_seconds")),
 }  # fmt: skip
 
 
-def labelled_runs(folder: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(label, summary) of every run in an experiment's folder: a sweep's jobs by what they vary, or
-    the run itself and its transfer source."""
-    from aecli.reporting.jobs import swept_keys
+def seed_groups_of(folder: Path) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(label, summaries) of every configuration in an experiment's folder: its jobs grouped over the seed
+    by what else they vary (one group for an experiment that sweeps only the seed), each job's summary with
+    its transfer source's beside it as a second group ("source")."""
+    from aecli.reporting.jobs import SEED, seed_groups
 
-    if (folder / "summary.json").is_file():
-        found = [("run", folder / "summary.json"), ("source", folder / "source" / "summary.json")]
-        return [(label, read_summary(path)[0] or {}) for label, path in found if path.is_file()]
     jobs = read_jobs(folder) if folder.is_dir() else []
-    keys = swept_keys(jobs)
-    return [
-        (", ".join(f"{k}={job['overrides'].get(k)}" for k in keys) or job["dir"].name, job["summary"]) for job in jobs
-    ]
+    if (folder / "summary.json").is_file():  # an older reproduction: one run, not a sweep
+        jobs = [{"dir": folder, "overrides": {}, "summary": read_summary(folder / "summary.json")[0] or {}}]
+    groups = [(g.label if g.key else "run", [j["summary"] for j in g.jobs]) for g in seed_groups(jobs, [SEED])]
+    if any(len(g.key) for g in seed_groups(jobs)):
+        groups = [(g.label, [j["summary"] for j in g.jobs]) for g in seed_groups(jobs)]
+    sources = [read_summary(j["dir"] / "source" / "summary.json")[0] for j in jobs]
+    if jobs and all(s is not None for s in sources):
+        groups.append(("source", [s for s in sources if s is not None]))
+    return groups
 
 
 def doc_table(out: Path, experiment: str) -> str:
-    """One experiment's numbers as a markdown table, marked as generated, from the runs in `out`."""
+    """One experiment's numbers as a markdown table, marked as generated, from the runs in `out`: per
+    configuration the mean ± sample std (ddof=1) of each number over the seeds, and n."""
+    import statistics
+
     manifest = read_manifest(out) or {}
     columns = DOC_TABLES[experiment][1]
     stamp = (
         f"<!-- generated by `python -m aecli.reproduce --docs DIR` from the reproduction of {manifest.get('started')}"
     )
-    lines = [stamp + "; do not edit by hand -->", ""]
-    runs = labelled_runs(out / experiment)
-    if not runs or any(summary.get("status") != "completed" for _, summary in runs):
+    lines = [stamp + f" over {manifest.get('seeds', 1)} seed(s); do not edit by hand -->", ""]
+    groups = seed_groups_of(out / experiment)
+    if not groups or any(summary.get("status") != "completed" for _, rows in groups for summary in rows):
         return "\n".join(lines + [f"*`{experiment}`: {NOT_RUN} (or it did not complete).*"])
-    lines += ["| run | " + " | ".join(f"`{c}`" for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for label, summary in runs:
-        values = [number(summary.get(c, summary.get("metrics", {}).get(c))) for c in columns]
-        lines.append(f"| {cell(label)} | " + " | ".join("" if v is None else f"{v:.4g}" for v in values) + " |")
+    lines += ["| run | n | " + " | ".join(f"`{c}`" for c in columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    for label, summaries in groups:
+        texts = []
+        for column in columns:
+            values = [
+                v for s in summaries if (v := number(s.get(column, (s.get("metrics") or {}).get(column)))) is not None
+            ]
+            spread = f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else ""
+            texts.append(f"{statistics.mean(values):.4g}{spread}" if values else "")
+        lines.append(f"| {cell(label)} | {len(summaries)} | " + " | ".join(texts) + " |")
     return "\n".join(lines)
 
 
@@ -819,6 +742,27 @@ def write_docs(out: Path, docs_dir: Path) -> list[str]:
     return written
 
 
+def write_docs_from(out: Path) -> list[str]:
+    """The repository's generated numbers from the reproduction in `out`: docs/reproduction.json (its
+    manifest with the judged claims, the folder's path left out), the README's studies table (from that
+    file, so a test can check the two agree) and the study pages' tables."""
+    from aecli.docs import REPO, write_block
+
+    manifest = write_reports(out)
+    text = json.dumps(manifest, indent=2).replace(str(out), "DIR") + "\n"
+    committed = REPO / "docs" / COMMITTED
+    written = write_docs(out, REPO / "docs" / "studies")
+    if not committed.is_file() or committed.read_text() != text:
+        atomic_write(committed, lambda f: f.write(text.encode()))
+        written.append(str(committed))
+    if not write_block("reproduction", readme_table(json.loads(text))):
+        written.append(str(REPO / "README.md"))
+    return written
+
+
+COMMITTED = "reproduction.json"  # docs/reproduction.json: the full multi-seed run the README's numbers come from
+
+
 # ------------------------------------------------------------------------------------ command line
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`aecli-reproduce [--fast] [--out DIR] [--resume] [OVERRIDES...]`."""
@@ -827,7 +771,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         description="Run every study experiment and write DIR/reproduction.md and DIR/index.html: "
         "one row per study claim, with the study's number, ours, the tolerance and a verdict.",
     )
-    parser.add_argument("--fast", action="store_true", help="smoke runs (trainer.fast_dev_run=true): verdicts 'ran'")
+    parser.add_argument(
+        "--fast", action="store_true", help="smoke runs (trainer.fast_dev_run=true): they check the pipeline"
+    )
+    parser.add_argument("--seeds", type=int, default=SEEDS, metavar="N", help=f"seeds per experiment (default {SEEDS})")
     parser.add_argument(
         "--out", type=Path, default=None, help="the reproduction folder (default outputs/reproduce-<time>)"
     )
@@ -848,16 +795,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for given in (args.readme_table, args.report, args.docs):
             if given is not None and read_manifest(given) is None:
                 raise ConfigError(f"{given} holds no reproduction ({MANIFEST}); run aecli-reproduce first")
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds {args.seeds} is not allowed: use 1 or more")
         if args.readme_table is not None:
-            print(readme_table(args.readme_table))
+            print(readme_table(write_reports(args.readme_table)))
             return 0
         if args.docs is not None:
-            from aecli.docs import REPO, write_block
-
-            written = write_docs(args.docs, REPO / "docs" / "studies")
-            if not write_block("reproduction", readme_table(args.docs)):
-                written.append(str(REPO / "README.md"))
-            print("\n".join(written) or "the README's table and the study pages are up to date")
+            written = write_docs_from(args.docs)
+            print("\n".join(written) or "the README's table, docs/reproduction.json and the study pages are up to date")
             return 0
         if args.report is not None:
             write_reports(args.report)
@@ -865,7 +810,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         out = (args.out or Path("outputs") / f"reproduce-{stamp}").resolve()
-        return reproduce(out, args.fast, args.overrides, args.resume)
+        return reproduce(out, args.fast, args.overrides, args.resume, args.seeds)
     except ConfigError as err:
         print(f"aecli-reproduce: error: {err}", file=sys.stderr)
         return 2

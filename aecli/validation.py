@@ -23,7 +23,7 @@ from aecli.config import DEVICES, DTYPES, LOSSES, AecliConfig
 from aecli.data import DataSpec, SyntheticSpec
 from aecli.errors import ConfigError, first_sentence
 from aecli.folders import is_plain_file_name
-from aecli.memory import check_data_memory, check_model_memory
+from aecli.memory import check_data_memory, check_model_memory, file_budget
 from aecli.models import ModelSpec
 from aecli.plugins import build_spec
 from aecli.training.optim import OPTIMIZERS
@@ -61,6 +61,7 @@ def validate(cfg: DictConfig) -> Plan:
     model = build_spec(cfg.model, "model", ModelSpec)
     build_regularizers(cfg.regularizer)
     check_data_memory(data)  # sizes that cannot fit in memory, before anything is allocated
+    file_budget()  # a bad $AECLI_MEMORY_BUDGET is one sentence now, not when a file is first read
     if isinstance(data, SyntheticSpec):  # the data's shape is known before it is made
         model.check_fits(data.shape(), data.name)
         check_model_memory(model, data.shape(), *data.split_sizes(), cfg)

@@ -246,3 +246,22 @@ def test_a_linear_net_that_found_pcas_solution_matches_pca_and_is_not_flagged(tm
     assert rows == {"0": "matches PCA-1 (1.00003x)", "1": "\u26a0 WORSE than PCA-1 (1.07x)"}
     md = (tmp_path / "summary.md").read_text()
     assert "| 1 \u26a0 |" in md and "| 0 \u26a0 |" not in md
+
+
+def test_comparison_figures_show_one_tile_per_configuration_its_median_seed(tmp_path):
+    """Five seeds of ten configurations made 50 tiny tiles with overlapping titles; now ten, each the
+    configuration's median seed by final_val_loss."""
+    from aecli.reporting.comparison import median_seeds
+
+    losses = {"tanh": [0.3, 0.1, 0.2], "relu": [0.5, 0.9, 0.7]}
+    num = 0
+    for model, values in losses.items():
+        for seed, loss in enumerate(values):
+            summary = {"dataset": "spiral", "final_val_loss": loss, "status": "completed"}
+            fake_job(tmp_path, num, [f"model={model}", f"seed={seed}"], summary, {"seed": seed})
+            num += 1
+    jobs = read_jobs(tmp_path)
+    chosen, keys, what = median_seeds(jobs, ["model", "seed"])
+    assert [j["summary"]["final_val_loss"] for j in chosen] == [0.2, 0.7] and keys == ["model"]
+    assert what == "2 configurations, each its median of 3 seeds"
+    assert median_seeds(jobs[:1], ["model"])[2] == "1 job"  # no seed swept: every job its own tile

@@ -19,7 +19,7 @@ from conftest import REPO
 
 from aecli import reproduce
 from aecli.errors import ConfigError
-from aecli.reproduce import CLAIMS, EXPERIMENTS, Claim, Ratio, Read, Tolerance
+from aecli.reproduce import CLAIMS, EXPERIMENTS
 
 EXPERIMENT_NAMES = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
 
@@ -51,106 +51,71 @@ def write_manifest(out: Path, statuses: dict[str, str], fast: bool = False) -> N
     (out / "reproduction.json").write_text(json.dumps({"fast": fast, "overrides": [], "experiments": experiments}))
 
 
-def test_verdicts_on_synthetic_summaries(tmp_path, monkeypatch):
-    """Within the tolerance ✓, outside ✗, a missing metric "no number", no study number "figure only",
-    a direction claim checked on a ratio of two sweep jobs, and a failed / unrun experiment."""
-    write_run(tmp_path / "swiss_roll", {"rmse": 0.075, "other": 0.2})
-    write_run(tmp_path / "rectangle_capacity" / "0", {"share": 0.1}, overrides=("experiment=x", "model=pca"))
-    write_run(tmp_path / "rectangle_capacity" / "1", {"share": 0.5}, overrides=("experiment=x", "model=big"))
-    write_run(tmp_path / "beta_curves", {}, status="failed", error="boom")
-    write_manifest(tmp_path, {"swiss_roll": "completed", "rectangle_capacity": "completed", "beta_curves": "failed"})
-    rel = Tolerance("relative", 0.2, "why")
-    claims = (
-        Claim("swiss_roll", "within", Read("rmse"), 0.066, rel),  # 0.075 is 13.6% above 0.066
-        Claim("swiss_roll", "outside", Read("other"), 0.066, rel),
-        Claim("swiss_roll", "absolute", Read("rmse"), 0.07, Tolerance("absolute", 0.001, "why")),
-        Claim("swiss_roll", "missing", Read("no_such_metric"), 0.066, rel),
-        Claim("swiss_roll", "figure", Read("rmse")),
-        Claim(
-            "rectangle_capacity",
-            "ratio",
-            Ratio(Read("share", {"model": "big"}), Read("share", {"model": "pca"})),
-            "bigger covers more",
-            Tolerance("above", 4.0, "why"),
-        ),  # fmt: skip
-        Claim(
-            "rectangle_capacity",
-            "ratio too small",
-            Ratio(Read("share", {"model": "big"}), Read("share", {"model": "pca"})),
-            "bigger covers more",
-            Tolerance("above", 6.0, "why"),
-        ),  # fmt: skip
-        Claim(
-            "rectangle_capacity",
-            "near a target",
-            Read("share", {"model": "pca"}),
-            "about a tenth",
-            Tolerance("relative", 0.05, "why", target=0.1),
-        ),  # fmt: skip
-        Claim("beta_curves", "failed", Read("x"), 1.0, rel),
-        Claim("mnist_wide", "never ran", Read("x"), 1.0, rel),
-        Claim("swiss_roll", "across experiments", Ratio(Read("rmse"), Read("x", experiment="mnist_wide")), "w", rel),
-    )
-    monkeypatch.setattr(reproduce, "CLAIMS", claims)
-    _, table = reproduce.rows(tmp_path)
-    got = {row["claim"]: (row["verdict"], row["ours"]) for row in table}
-    assert got == {
-        "within": ("✓ reproduced", "0.075"),
-        "outside": ("✗ not reproduced", "0.2"),
-        "absolute": ("✗ not reproduced", "0.075"),
-        "missing": ("no number", ""),
-        "figure": ("figure only", "0.075"),
-        "ratio": ("✓ reproduced", "5 (0.5 / 0.1)"),
-        "ratio too small": ("✗ not reproduced", "5 (0.5 / 0.1)"),
-        "near a target": ("✓ reproduced", "0.1"),
-        "failed": ("failed", ""),
-        "never ran": ("not run in this reproduction", ""),
-        "across experiments": ("not run in this reproduction", ""),
+def test_reports_show_every_claims_values_interval_and_verdict(tmp_path):
+    """reproduction.json holds each claim's study, claim, values (one per seed), mean, interval, tolerance
+    and verdict; reproduction.md and index.html show the same, the page a strip of the seeds' values. A
+    claim whose experiment failed or never ran says so instead of a verdict."""
+    for k, seed in enumerate((1337, 1338, 1339)):
+        for m, (model, share) in enumerate((("pca", 0.1), ("big", 0.5))):
+            write_run(
+                tmp_path / "rectangle_capacity" / str(2 * k + m),
+                {"data_near_curve_share": share * (1 + 0.01 * k)},
+                overrides=("experiment=rectangle_capacity", f"model={model}", f"seed={seed}"),
+                final_val_loss={"pca": 0.18, "big": 0.02}[model],
+            )
+    write_run(tmp_path / "beta_curves" / "0", {}, status="failed", error="boom", overrides=("seed=0",))
+    write_manifest(tmp_path, {"rectangle_capacity": "completed", "beta_curves": "failed"})
+    manifest = reproduce.write_reports(tmp_path)
+    assert json.loads((tmp_path / "reproduction.json").read_text())["claims"] == manifest["claims"]
+    rows = {row["claim"]: row for row in manifest["claims"]}
+    slower = rows["pca converges much more slowly: final MSE, pca / big"]
+    assert {k: slower[k] for k in ("study", "n", "seeds", "tolerance", "verdict", "shown")} == {
+        "study": "rectangle_capacity",
+        "n": 3,
+        "seeds": [1337, 1338, 1339],
+        "tolerance": "> 2",
+        "verdict": "reproduced",
+        "shown": "✓ reproduced",
     }
-    write_manifest(tmp_path, {"swiss_roll": "completed", "beta_curves": "failed"}, fast=True)
-    _, table = reproduce.rows(tmp_path)
-    assert [row["verdict"] for row in table][:2] == ["ran", "ran"]  # a smoke run: no numbers, no ✓
-    assert all(row["ours"] == "" for row in table)
+    assert slower["values"] == pytest.approx([9.0, 9.0, 9.0]) and slower["interval"] == pytest.approx([9.0, 9.0])
+    assert rows["loss of the last epoch, per curve"]["shown"] == "failed"
+    assert rows["the same for L2: mean |h|, L2 / none"]["shown"] == "not run in this reproduction"
+    text, page = (tmp_path / "reproduction.md").read_text(), (tmp_path / "index.html").read_text()
+    assert "| 9 [9, 9] (n=3, geometric): `final_val_loss` (model=pca) / `final_val_loss` (model=big) |" in text
+    assert (
+        "- `rectangle_capacity`, pca converges much more slowly: final MSE, pca / big: 1337: 9, 1338: 9, 1339: 9"
+        in text
+    )
+    assert page.count("<svg") == 1 and page.count("<circle") == 3  # the one claim with values: a dot a seed
 
 
-def test_tolerance_edges():
-    assert Tolerance("relative", 0.1, "").accepts(1.1, 1.0) and not Tolerance("relative", 0.1, "").accepts(1.1001, 1.0)
-    assert Tolerance("relative", 0.1, "").accepts(-1.05, -1.0)  # a negative reference: the spread is |reference| * 10%
-    assert not Tolerance("above", 1.0, "").accepts(1.0, None) and Tolerance("below", 1.0, "").accepts(0.99, None)
-    assert not Tolerance("relative", 0.1, "").accepts(1.0, None)  # nothing to compare with: never ✓
-
-
-def test_a_sweep_job_must_be_named_exactly(tmp_path):
-    """A Read whose overrides match two jobs reads nothing, rather than whichever job came first."""
-    write_run(tmp_path / "nonlinear_2d" / "0", {"m": 1.0}, overrides=("dataset=spiral", "model=relu"))
-    write_run(tmp_path / "nonlinear_2d" / "1", {"m": 2.0}, overrides=("dataset=polynomial", "model=relu"))
-    assert reproduce.read_value(Read("m", {"model": "relu"}), tmp_path, "nonlinear_2d") is None
-    assert reproduce.read_value(Read("m", {"model": "relu", "dataset": "polynomial"}), tmp_path, "nonlinear_2d") == 2.0
+def test_a_fast_reproduction_gets_verdicts_too_and_says_they_are_smoke(tmp_path):
+    write_manifest(tmp_path, {}, fast=True)
+    manifest = reproduce.write_reports(tmp_path)
+    assert "smoke runs (--fast: the numbers check the pipeline, not the studies)" in reproduce.summary_line(
+        manifest, manifest["claims"]
+    )
+    with pytest.raises(ConfigError, match="ran --fast"):
+        reproduce.readme_table(manifest)
 
 
 def test_claims_cover_every_experiment():
     assert sorted(EXPERIMENTS) == EXPERIMENT_NAMES
     assert {c.experiment for c in CLAIMS} == set(EXPERIMENTS)
-    for claim in CLAIMS:  # a number or words to check against needs a tolerance, and only then
-        assert (claim.study is None) == (claim.tolerance is None), claim.text
-        assert claim.tolerance is None or claim.tolerance.why, claim.text
+    for claim in CLAIMS:  # no "figure only": every claim a number with a tolerance and its reason
+        assert claim.tolerance.why and claim.study is not None, claim.text
 
 
-def test_readme_table_is_generated_from_these_claims():
-    """README's table came from `--readme-table` with the claims as they are: a claim or tolerance
-    changed here and not regenerated there fails."""
+def test_readme_table_equals_the_committed_reproduction():
+    """The README's studies table is generated from docs/reproduction.json (the full multi-seed run): a
+    hand edit, or a claim changed without a new reproduction, fails."""
     from aecli.docs import read_block
 
+    committed = json.loads((REPO / "docs" / "reproduction.json").read_text())
     block = read_block((REPO / "README.md").read_text(), "reproduction")
-    assert "<!-- reproduction table: generated by `python -m aecli.reproduce --readme-table DIR`" in block
-    rows = [line for line in block.splitlines() if line.startswith("| `")]
-    expected = reproduce.claims_markdown([], readme=True)
-    assert len(rows) == len(CLAIMS)
-    for row, claim in zip(rows, CLAIMS):
-        cells = row.split(" | ")
-        assert cells[0] == f"| `{claim.experiment}`" and cells[1] == reproduce.cell(claim.text), row
-        assert cells[4] == ("" if claim.tolerance is None else claim.tolerance.text()), row
-    assert expected[0] in block  # the same header
+    assert block.strip() == reproduce.readme_table(committed).strip()
+    assert [row["claim"] for row in committed["claims"]] == [c.text for c in CLAIMS]
+    assert all(row["n"] == committed["seeds"] for row in committed["claims"])  # every claim over every seed
 
 
 def test_study_pages_hold_generated_tables_only():
@@ -161,23 +126,26 @@ def test_study_pages_hold_generated_tables_only():
     for experiment, (page, columns) in reproduce.DOC_TABLES.items():
         block = read_block((REPO / "docs" / "studies" / f"{page}.md").read_text(), f"reproduction:{experiment}")
         assert block.strip().startswith("<!-- generated by `python -m aecli.reproduce --docs DIR`"), experiment
-        header = [line for line in block.splitlines() if line.startswith("| run | `")]
-        assert header == ["| run | " + " | ".join(f"`{c}`" for c in columns) + " |"] or "not run" in block, experiment
+        header = [line for line in block.splitlines() if line.startswith("| run | n | `")]
+        assert header == ["| run | n | " + " | ".join(f"`{c}`" for c in columns) + " |"] or "not run" in block
 
 
-def test_doc_table_of_a_sweep_labels_jobs_by_what_they_vary(tmp_path):
-    for i, model in enumerate(("pca", "big")):
+def test_doc_table_aggregates_each_configuration_over_its_seeds(tmp_path):
+    for i, (variant, seed, change) in enumerate([("gd", 1, 0.5), ("gd", 2, 0.7), ("sgd", 1, 2.0), ("sgd", 2, 4.0)]):
         write_run(
             tmp_path / "rectangle_gd_vs_sgd" / str(i),
-            {"step_log_loss_change_std": 0.5 * (i + 1)},
-            overrides=("experiment=rectangle_gd_vs_sgd", f"variant={model}"),
+            {"step_log_loss_change_std": change},
+            overrides=("experiment=rectangle_gd_vs_sgd", f"variant={variant}", f"seed={seed}"),
             steps=10,
             final_val_loss=0.25,
             wall_seconds=1.0,
         )
     write_manifest(tmp_path, {"rectangle_gd_vs_sgd": "completed"})
     lines = reproduce.doc_table(tmp_path, "rectangle_gd_vs_sgd").splitlines()
-    assert lines[-2:] == ["| variant=pca | 10 | 0.25 | 0.5 | 1 |", "| variant=big | 10 | 0.25 | 1 | 1 |"]
+    assert lines[-2:] == [
+        "| variant=gd | 2 | 10 ± 0 | 0.25 ± 0 |  | 0.6 ± 0.14 | 1 ± 0 |",  # no revisit number given: blank
+        "| variant=sgd | 2 | 10 ± 0 | 0.25 ± 0 |  | 3 ± 1.4 | 1 ± 0 |",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -219,7 +187,7 @@ def test_resume_keeps_what_completed_with_the_same_settings(tmp_path, monkeypatc
     reproduction is refused, untouched: nothing finished is ever deleted."""
     ran: list[str] = []
 
-    def fake_run(runner, name, out, fast, overrides):
+    def fake_run(runner, name, out, fast, overrides, seeds):
         ran.append(name)
         assert not (out / name).exists()  # set aside before the rerun: aecli wants a new folder
         write_run(out / name, {}, status="failed" if name == "mnist_wide" else "completed")
@@ -274,29 +242,30 @@ def test_ctrl_c_stops_the_experiment_and_writes_the_partial_report(tmp_path):
 
 # ------------------------------------------------------------------ end to end
 def test_fast_reproduction_end_to_end(tmp_path, tiny_mnist):
-    """`aecli-reproduce --fast`: every experiment a real smoke run (sweeps with all their jobs), a
-    row per claim with "ran", links that resolve, and every metric a claim reads present in the
-    summary.json of the job it names. An extra override reaches every aecli command."""
+    """`aecli-reproduce --fast --seeds 3`: every experiment a real smoke run over 3 seeds (sweeps with all
+    their jobs), every claim with its 3 values (one per seed), their mean, interval and one of the three
+    verdicts, links that resolve and every experiment's figures. An extra override reaches every command."""
     folder, _ = tiny_mnist
     out = tmp_path / "repro"
     start = time.perf_counter()
-    proc = cli("--fast", "--out", str(out), "trainer.num_threads=1", cwd=tmp_path, env={"AECLI_MNIST_DIR": str(folder)})
-    print(f"\n[reproduce --fast] {time.perf_counter() - start:.1f} s")
+    args = ("--fast", "--seeds", "3", "--out", str(out), "trainer.num_threads=1")
+    proc = cli(*args, cwd=tmp_path, env={"AECLI_MNIST_DIR": str(folder)})
+    print(f"\n[reproduce --fast --seeds 3] {time.perf_counter() - start:.1f} s")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     manifest = json.loads((out / "reproduction.json").read_text())
     assert {n: r["status"] for n, r in manifest["experiments"].items()} == {n: "completed" for n in EXPERIMENTS}
     assert all("trainer.num_threads=1" in r["command"] for r in manifest["experiments"].values())
+    assert manifest["seeds"] == 3 and len(manifest["claims"]) == len(CLAIMS)
+    for row in manifest["claims"]:
+        assert row["verdict"] in ("reproduced", "not reproduced", "inconclusive"), row["claim"]
+        if row["study"] == "rectangle_gd_vs_sgd":  # a smoke run's one epoch has no batch seen twice: no value
+            assert row["n"] == 0 and row["verdict"] == "inconclusive"
+            continue
+        assert row["n"] == 3 and len(row["values"]) == 3 and len(row["seeds"]) == 3, row["claim"]
+        assert row["interval"][0] <= row["mean"] <= row["interval"][1], row["claim"]
     text, page = (out / "reproduction.md").read_text(), (out / "index.html").read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| [`")]
-    assert len(rows) == len(CLAIMS) and all(row.endswith("| ran |") for row in rows)
-    assert page.count("<td class='ok'>ran</td>") == len(CLAIMS)
+    assert len([line for line in text.splitlines() if line.startswith("| [`")]) == len(CLAIMS)
+    assert page.count("<svg") == len(CLAIMS) - 1 and page.count("<circle") == 3 * (len(CLAIMS) - 1)
     targets = re.findall(r"\]\(([^)#]+)\)", text) + re.findall(r"(?:href|src)='([^'#]+)'", page)
-    assert len(targets) > 3 * len(EXPERIMENTS)
     assert all((out / unquote(t)).is_file() for t in targets), [t for t in targets if not (out / unquote(t)).is_file()]
     assert {t.split("/")[0] for t in targets if t.endswith(".png")} == set(EXPERIMENTS)  # every experiment's figures
-    for claim in CLAIMS:
-        reads = [claim.ours] if isinstance(claim.ours, Read) else [claim.ours.top, claim.ours.bottom]
-        for read in reads:
-            summary = reproduce.find_summary(read, out, claim.experiment)
-            assert summary is not None, f"{claim.text}: no run for {read.label()}"
-            assert read.metric in summary or read.metric in summary.get("metrics", {}), f"{claim.text}: {read.metric}"

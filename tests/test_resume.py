@@ -45,11 +45,11 @@ def run_stopping_after(step: int | None, run_dir: Path, *extra: str) -> dict:
     calls = {"n": 0}
     corrupt = MaskingNoise.corrupt  # called once per optimizer step (OVERRIDES: regularizer=denoising)
 
-    def corrupt_and_maybe_signal(self, x):
+    def corrupt_and_maybe_signal(self, x, generator=None):
         calls["n"] += 1
         if calls["n"] == step:
             signal.raise_signal(signal.SIGTERM)
-        return corrupt(self, x)
+        return corrupt(self, x, generator)
 
     MaskingNoise.corrupt = corrupt_and_maybe_signal
     try:

@@ -91,6 +91,33 @@ def test_incompatible_jobs_run_alone_and_the_log_says_why(tmp_path):
     assert [s.get("group_size") for s in summaries] == [2, None, 2] * 2
 
 
+def test_a_jobs_transfer_source_trains_on_its_own_and_the_job_keeps_its_own_history(tmp_path):
+    """rectangle_frozen_decoder over seeds: each job first trains its source run (nested in the job). That
+    source took the job's place in its group, and the job's own training was then handed the source's
+    result: empty history, every job failed in its analyses (IndexError)."""
+    sweep = tmp_path / "s"
+    run_cli(
+        "-m",
+        VECTORIZED,
+        "experiment=rectangle_frozen_decoder",
+        "seed=1,2",
+        "trainer.epochs=3",
+        "+transfer.source.trainer.epochs=2",
+        "dataset.n=40",
+        "analyses.encoder_shift.resolution=10",
+        "analyses.encoder_shift.n_z=50",
+        "plots.enabled=false",
+        "trainer.progress=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    for job in job_dirs(sweep):
+        summary, source = read_summary(job), read_summary(job / "source")
+        assert summary["status"] == source["status"] == "completed"
+        assert (summary["epochs"], source["epochs"]) == (3, 2)
+        assert len((job / "metrics.csv").read_text().splitlines()) == 1 + 4  # header, epochs 0-3: its own rows
+
+
 def test_a_diverging_member_stops_alone_and_a_failing_job_fails_alone(tmp_path):
     sweep = tmp_path / "s"
     proc = run_cli(

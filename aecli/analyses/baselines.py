@@ -4,6 +4,9 @@
                   nothing about the points gets (with mse: the data's variance per value)
   PCA-k           the best linear code of the model's size k (model.latent_dim): fit on the
                   training split, points projected onto the top k principal directions
+  identity        where the run corrupts its inputs (regularizer.mask_rate: a denoising
+                  autoencoder), the corrupted point returned as it is: what doing nothing
+                  scores against the clean point (the corruption seeded, IDENTITY_SEED)
 
 Both are scored on the points the run's val_loss is scored on (the validation split, its first
 `trainer.limit_val_batches` batches' worth when that is set) with the run's loss (`trainer.loss`,
@@ -20,11 +23,13 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Optional, cast
 
 import torch
 
 from aecli.analyses import RunContext
 from aecli.training.loop import Batches
+from aecli.training.regularizers import build_regularizers
 
 log = logging.getLogger("aecli")
 
@@ -32,6 +37,7 @@ CHUNK = 8192  # rows per float64 block: MNIST's 60000 x 784 never needs a float6
 COVARIANCE_BYTES = 2**28  # a float64 dim x dim covariance up to 256 MiB (dim <= 5792): exact PCA
 LOWRANK_OVERSAMPLING, LOWRANK_ITERATIONS = 10, 4  # wider data: torch.svd_lowrank's extra columns and power steps
 SMOKE_FIT_ROWS = 2048  # a smoke run fits PCA on at most this many training rows (it checks paths, not numbers)
+IDENTITY_SEED = 0  # the identity baseline's corruption: the same masks as analyses.denoising's default seed
 
 
 def baselines(ctx: RunContext) -> dict[str, float]:
@@ -53,6 +59,12 @@ def baselines(ctx: RunContext) -> dict[str, float]:
     }
     if not exact:
         out["beats_pca"] = float(model_loss < pca_loss)
+    corrupting = [r for r in build_regularizers(ctx.cfg.get("regularizer") or {}) if r.corrupts]
+    if corrupting:
+        generator, corrupted = torch.Generator().manual_seed(IDENTITY_SEED), scored
+        for term in corrupting:
+            corrupted = term.corrupt(corrupted, generator)
+        out["baseline_identity_loss"] = loss(scored, None, None, kind, corrupted)
     log.info("%s", verdict_line(ctx.title, what, model_loss, mean_loss, pca_loss, k, exact))
     return out
 
@@ -108,15 +120,26 @@ def pca_fit(train: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, vectors[:, dim - min(k, dim) :]
 
 
-def loss(points: torch.Tensor, mean: torch.Tensor, directions: torch.Tensor | None, kind: str) -> float:
-    """The run's loss of reconstructing `points` as `mean` (directions None) or as their projection
-    onto `directions` through `mean`, as a per-sample average: mse, the mean over every value; sse,
-    each row's sum of squares, averaged over rows (evaluate's per_sample convention)."""
+def loss(
+    points: torch.Tensor,
+    mean: Optional[torch.Tensor],
+    directions: Optional[torch.Tensor],
+    kind: str,
+    answers: Optional[torch.Tensor] = None,
+) -> float:
+    """The run's loss of reconstructing `points` as `mean` (directions None), as their projection onto
+    `directions` through `mean`, or as `answers` (the identity baseline's corrupted points), as a
+    per-sample average: mse, the mean over every value; sse, each row's sum of squares, averaged over
+    rows (evaluate's per_sample convention)."""
     n, dim = points.shape
     total = 0.0
     for i in range(0, n, CHUNK):
-        c = points[i : i + CHUNK].to("cpu", torch.float64) - mean
-        residual = c if directions is None else c - (c @ directions) @ directions.T
+        rows = points[i : i + CHUNK].to("cpu", torch.float64)
+        if answers is not None:
+            residual = rows - answers[i : i + CHUNK].to("cpu", torch.float64)
+        else:
+            c = rows - cast(torch.Tensor, mean)
+            residual = c if directions is None else c - (c @ directions) @ directions.T
         total += float((residual**2).sum())
     per_sample = total / max(n, 1)
     return per_sample / dim if kind == "mse" else per_sample

@@ -5,7 +5,8 @@ and the data set gives a window (`dataset.grid_extent`).
 error_map.png shows ||x_hat - x|| over a resolution x resolution grid of the window (log colour
 scale, training data on top), beside the region where it is below `threshold` (the study's
 thresholded map); the number it reports, `error_map_share_below_threshold`, is that region's share
-of the window. error_map.npz keeps the grid, the window, the threshold and (a sample of) the
+of the window, and `error_at_origin` the error at (0, 0) (where a net without biases maps 0 to 0).
+error_map.npz keeps the grid, the window, the threshold and (a sample of) the
 training data: the sweep report draws every job's map from it on one colour scale.
 """
 
@@ -15,7 +16,7 @@ import logging
 
 import numpy as np
 
-from aecli.analyses import RunContext, error_grid
+from aecli.analyses import RunContext, encode_reconstruct, error_grid
 from aecli.errors import ConfigError
 from aecli.reporting.comparison import ERROR_MAP_DATA, MAX_MAP_POINTS, write_error_map_data
 
@@ -45,4 +46,8 @@ def error_map(ctx: RunContext, resolution: int = 500, threshold: float = 0.1) ->
 
         path = ctx.run_dir / "error_map.png"
         plots.error_map(err, data.grid_extent, threshold, ctx.title, path, ctx.dpi, data=train)
-    return {"error_map_share_below_threshold": float((err < threshold).mean())}
+    _, origin = encode_reconstruct(ctx.model, ctx.tensor(np.zeros((1, 2))))
+    return {
+        "error_map_share_below_threshold": float((err < threshold).mean()),
+        "error_at_origin": float(np.linalg.norm(origin[0])),  # ||x_hat(0) - 0||: does the low-error region reach it?
+    }

@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aecli.analyses import RunContext, decode, encode_reconstruct  # noqa: E402
+from aecli.analyses.baselines import pca_fit  # noqa: E402
 from aecli.errors import ConfigError  # noqa: E402
 from aecli.models import Autoencoder  # noqa: E402
 from aecli.reporting import plots  # noqa: E402
@@ -127,8 +128,9 @@ def knn_accuracy(
 
 def latent_knn(ctx: RunContext, knn_neighbors: int = 5) -> dict[str, float]:
     """latent_knn_accuracy: k-nearest-neighbour digit accuracy of the full test codes against the
-    training codes (the study: "we could make a pretty good classifier out of this"). The codes
-    coloured by digit are the run's latent.png (2-D, or the first three coordinates in 3-D)."""
+    training codes (the study: "we could make a pretty good classifier out of this"), and
+    baseline_pca_knn_accuracy, the same on PCA's codes of the same size. The codes coloured by digit
+    are the run's latent.png (2-D, or the first three coordinates in 3-D)."""
     if knn_neighbors < 1:
         raise ConfigError(f"analyses.latent_knn.knn_neighbors={knn_neighbors} is not allowed: use 1 or more")
     test = _test_images(ctx)
@@ -137,13 +139,13 @@ def latent_knn(ctx: RunContext, knn_neighbors: int = 5) -> dict[str, float]:
     if ctx.data.train_labels is not None and ctx.data.val_labels is not None:
         train = ctx.data.train[: ctx.size(len(ctx.data.train), 512)]
         train_codes, _ = encode_reconstruct(ctx.model, ctx.tensor(train))
-        metrics["latent_knn_accuracy"] = knn_accuracy(
-            train_codes,
-            ctx.data.train_labels[: len(train), 0],
-            codes,
-            ctx.data.val_labels[: len(test), 0],
-            knn_neighbors,
-        )
+        train_labels, test_labels = ctx.data.train_labels[: len(train), 0], ctx.data.val_labels[: len(test), 0]
+        metrics["latent_knn_accuracy"] = knn_accuracy(train_codes, train_labels, codes, test_labels, knn_neighbors)
+        # the same on PCA's codes of the same size, fit on the same training images: the baseline
+        mean, directions = pca_fit(train, codes.shape[1])
+        pca_codes = lambda x: ((x.to("cpu", torch.float64) - mean) @ directions).numpy()  # noqa: E731
+        pca = knn_accuracy(pca_codes(train), train_labels, pca_codes(ctx.tensor(test)), test_labels, knn_neighbors)
+        metrics["baseline_pca_knn_accuracy"] = pca
     return metrics
 
 

@@ -92,6 +92,17 @@ def log_step_variability(losses: np.ndarray) -> float:
     return float(np.std(np.diff(np.log(np.maximum(losses, 1e-300)))))
 
 
+def revisit_variability(losses: np.ndarray, per_epoch: int, shuffled: bool) -> float:
+    """Std of the change of each batch's log loss from one epoch to the next (the data in a fixed
+    order: step t and step t + per_epoch train on the same points). Only training changes it: with no
+    step taken, every batch's loss stays what it was, however much the batches differ from each other.
+    nan for shuffled data (no batch comes back) or under two epochs of steps."""
+    if shuffled or len(losses) <= per_epoch:
+        return math.nan
+    logs = np.log(np.maximum(losses, 1e-300))
+    return float(np.std(logs[per_epoch:] - logs[:-per_epoch]))
+
+
 def _training_points(ctx: RunContext) -> np.ndarray:
     """The training data: all of it, or the first 32 points in a smoke run."""
     x = ctx.data.train.numpy()
@@ -207,7 +218,9 @@ def encoder_shift(
     (trained under the source's frozen decoder), with the decoder's curve on top.
 
     Metrics: the mean shift on the training points, on grid points within `near` of the curve
-    and further than `far` from it, and the rank correlation of shift with distance to the curve."""
+    and further than `far` from it, the rank correlation of shift with distance to the curve, and
+    |rank correlation| of the new codes with the old on the training points (1: the same map, up
+    to a monotone change of the code)."""
     if ctx.source_model is None:
         raise ConfigError(
             "transfer.decoder_from=None is not allowed: the encoder_shift analysis compares this run's "
@@ -221,13 +234,17 @@ def encoder_shift(
     dist = distance_to_polyline(grid, curve)
     x = _training_points(ctx).astype(np.float64)
     data_shift = encoder_shift_grid(ctx.source_model, ctx.model, x, ctx.device, ctx.dtype)
-    is_near, is_far = dist < near, dist > far
+    old_codes, new_codes = (encode_1d(m, ctx.tensor(x)) for m in (ctx.source_model, ctx.model))
+    # near: within `near` of the curve, or the closest 1% of the grid where none is that close (a coarse grid)
+    is_near, is_far = dist < max(near, float(np.quantile(dist, 0.01))), dist > far
     metrics = {
         "shift_mean_data": float(data_shift.mean()),
         "shift_mean_grid": float(shift.mean()),
         "shift_mean_near_curve": float(shift[is_near].mean()) if is_near.any() else float("nan"),
         "shift_mean_far_from_curve": float(shift[is_far].mean()) if is_far.any() else float("nan"),
         "shift_distance_rank_correlation": rank_correlation(shift, dist),
+        # the same map up to equivalence (a monotone reparametrization of the code, flipped or not)
+        "code_rank_correlation_data": abs(rank_correlation(new_codes, old_codes)),
     }
     if ctx.draw:
         draw_encoder_shift(ctx, shift.reshape(resolution, resolution), extent, curve, x, (z_min, z_max), file)
@@ -280,7 +297,8 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 def step_loss_variability(ctx: RunContext, file: str = "loss_per_step.png") -> dict[str, float]:
     """The loss of every optimizer step on a 0-1 axis (share of training), and how much it jumps
     from step to step: full-batch gradient descent descends smoothly, batch-1 SGD oscillates."""
-    losses = read_columns(ctx.run_dir / STEPS_FILE, ["loss"])[0]["loss"]  # torn rows left out, with a warning
+    steps = read_columns(ctx.run_dir / STEPS_FILE, ["epoch", "loss"])[0]  # torn rows left out, with a warning
+    losses = steps["loss"]
     if len(losses) < (1 if ctx.fast_dev_run else 2):  # a smoke run of full-batch GD takes one step
         raise ConfigError(
             f"trainer.log_steps={ctx.cfg.trainer.log_steps} is not allowed: the "
@@ -292,6 +310,10 @@ def step_loss_variability(ctx: RunContext, file: str = "loss_per_step.png") -> d
         "step_log_loss_change_std": log_step_variability(losses) if len(losses) > 1 else math.nan,
         "final_step_loss_mean": float(tail.mean()),
     }
+    per_epoch = int((steps["epoch"] == steps["epoch"][0]).sum())  # the first epoch's steps (every epoch's)
+    revisit = revisit_variability(losses, per_epoch, bool(ctx.cfg.trainer.shuffle))
+    if not math.isnan(revisit):  # shuffled data, or a single epoch: no batch comes back, no number
+        metrics["step_loss_revisit_change_std"] = revisit
     if ctx.draw:
         draw_step_losses(ctx, losses, file)
     return metrics

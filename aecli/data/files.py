@@ -450,6 +450,7 @@ class CsvCells:
         return True
 
     def table(self) -> Table:
+        check_file_budget(len(self.cells) * 8 * DATA_COPIES, f"{self.path}'s {len(self.lines)} rows")
         if not self.lines:
             raise ConfigError(f"{self.path} has a header but no rows" if self.header else f"{self.path} holds no rows")
         values = np.frombuffer(self.cells, dtype=np.float64).reshape(len(self.lines), self.width).copy()

@@ -10,8 +10,10 @@
 
 Rows and columns come from the swept keys (2 keys: rows x columns); a tile's title names only what
 tells it from its row (e.g. "relu_nobias"). Jobs that differ only by `seed` are one group in the
-curves: their mean with a +-1 std band, n in the legend. Everything is 12 inches wide at 100 dpi:
-about 1200 px, readable at page width. A file that cannot be read is a note on its job, never a crash.
+curves: their mean with a +-1 std band, n in the legend; in the error maps and tiles each group is
+one tile, its median seed by final_val_loss (so 5 seeds of 10 configurations are 10 tiles, not 50).
+Everything is 12 inches wide at 100 dpi: about 1200 px, readable at page width. A file that cannot
+be read is a note on its job, never a crash.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ def empty_tile(ax: Any, text: str) -> None:
 
 # ------------------------------------------------------------------ error maps
 def write_error_map_comparison(
-    jobs: list[dict[str, Any]], keys: list[str], path: Path
+    jobs: list[dict[str, Any]], keys: list[str], path: Path, what: str = ""
 ) -> Optional[tuple[float, float]]:
     """comparison_error_map.png from every job's error_map.npz: one shared colour scale (log, from the
     smallest positive error of any job to the largest), one colour bar, the training points and each
@@ -221,7 +223,8 @@ def write_error_map_comparison(
     scale = "log scale" if isinstance(norm, LogNorm) else "linear scale"
     if image is not None:
         fig.colorbar(image, ax=axes, label=f"||x_hat - x|| ({scale}, shared by every tile)", shrink=0.85)
-    fig.suptitle(f"Reconstruction error of {len(jobs)} jobs (white dots: training data, red line: the error threshold)")
+    what = what or f"{len(jobs)} jobs"
+    fig.suptitle(f"Reconstruction error of {what} (white dots: training data, red line: the error threshold)")
     limits = (float(cast(float, norm.vmin)), float(cast(float, norm.vmax)))
     metadata = {COLOR_LIMITS_KEY: json.dumps({"vmin": limits[0], "vmax": limits[1], "scale": scale.split()[0]})}
     plots.save_figure(fig, path, DPI, metadata=metadata)
@@ -375,16 +378,35 @@ def legend_handles(labels: list[str], sizes: dict[str, int], palette: Sequence[A
 # ------------------------------------------------------------------ tiled per-job figures
 def write_comparison_figure(jobs: list[dict[str, Any]], keys: list[str], figure: str, path: Path) -> bool:
     """comparison_<figure>: the error map drawn from the jobs' data (error_map.npz); a figure a curve
-    comparison replaces (REPLACED) is not drawn twice; any other per-job figure tiled. False when
-    nothing was written."""
+    comparison replaces (REPLACED) is not drawn twice; any other per-job figure tiled. Where seeds are
+    swept, one tile per configuration: its median seed's. False when nothing was written."""
     if figure in REPLACED:
         return False
-    if figure == "error_map.png" and write_error_map_comparison(jobs, keys, path) is not None:
+    jobs, keys, what = median_seeds(jobs, keys)
+    if figure == "error_map.png" and write_error_map_comparison(jobs, keys, path, what) is not None:
         return True
-    return write_tiles(jobs, keys, figure, path)
+    return write_tiles(jobs, keys, figure, path, what)
 
 
-def write_tiles(jobs: list[dict[str, Any]], keys: list[str], figure: str, path: Path) -> bool:
+def median_seeds(jobs: list[dict[str, Any]], keys: list[str]) -> tuple[list[dict[str, Any]], list[str], str]:
+    """(jobs, keys, what they are): where `seed` is swept, one job per configuration, the median of its
+    seeds by final_val_loss (the lower middle one of an even count; jobs without a loss last), and the
+    keys without the seed; else the jobs as they are, "N jobs"."""
+    from aecli.reporting.jobs import number
+
+    groups = seed_groups(jobs, keys)
+    if SEED not in keys or all(len(g.jobs) < 2 for g in groups):
+        return jobs, keys, f"{len(jobs)} job{'s' * (len(jobs) != 1)}"
+    chosen = []
+    for group in groups:
+        losses = [number(j["summary"].get("final_val_loss")) for j in group.jobs]
+        order = sorted(range(len(group.jobs)), key=lambda i: (losses[i] is None, losses[i] or 0.0))
+        chosen.append(group.jobs[order[(len(order) - 1) // 2]])
+    n = max(len(g.jobs) for g in groups)
+    return chosen, [k for k in keys if k != SEED], f"{len(chosen)} configurations, each its median of {n} seeds"
+
+
+def write_tiles(jobs: list[dict[str, Any]], keys: list[str], figure: str, path: Path, what: str = "") -> bool:
     """Tile `figure` of every job, one short title per tile, rows labelled on the left; False when
     no job wrote it. A figure that cannot be read gets a "could not read" tile and a note on its job."""
     import matplotlib.pyplot as plt
@@ -423,7 +445,7 @@ def write_tiles(jobs: list[dict[str, Any]], keys: list[str], figure: str, path: 
         else:
             ax.text(0.5, 0.5, f"no {figure}\n(status: {job['summary'].get('status')})", ha="center", va="center")
         ax.set_title(tile_title(job, named), fontsize=10)
-    fig.suptitle(f"{figure.removesuffix('.png')} of {len(jobs)} jobs")
+    fig.suptitle(f"{figure.removesuffix('.png')} of {what or f'{len(jobs)} jobs'}")
     fig.tight_layout()
     save_figure(fig, path, DPI)
     return True

@@ -54,9 +54,15 @@ class Regularizer:
     def detach(self) -> None:
         """After training: let go of the model."""
 
-    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
-        """The training input made of the batch `x` (the loss still compares with `x`)."""
+    def corrupt(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The training input made of the batch `x` (the loss still compares with `x`); `generator`: the
+        random numbers it draws, where a caller must repeat them (the identity baseline)."""
         return x
+
+    @property
+    def corrupts(self) -> bool:
+        """Whether the term changes the input the model sees (a denoising autoencoder's noise)."""
+        return type(self).corrupt is not Regularizer.corrupt
 
     def penalty(self, model: Autoencoder) -> Optional[torch.Tensor]:
         """This step's loss term, or None when the term adds none."""
@@ -119,8 +125,8 @@ class MaskingNoise(Regularizer):
     def check(cls, weight: Any) -> Optional[str]:
         return None if finite(weight) and 0 <= weight < 1 else "use a probability in [0, 1)"
 
-    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
-        return masking_noise(x, self.weight)
+    def corrupt(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        return masking_noise(x, self.weight, generator)
 
 
 def masking_noise(x: torch.Tensor, rate: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from aecli import signals
+from aecli import grouped, signals
 from aecli.errors import ConfigError, first_line
 from aecli.models import Autoencoder
 from aecli.run_files import CHECKPOINT_DIR, LAST_CHECKPOINT, load_model, read_status
@@ -58,7 +58,8 @@ def train_source(cfg: DictConfig, source_dir: Path) -> Path:
         log.info("transfer.decoder_from=train: continuing the source run in %s", source_dir)
     else:
         log.info("transfer.decoder_from=train: training the source run first, in %s", source_dir)
-    summary = run(source_cfg, source_dir)
+    with grouped.alone():  # under hydra/launcher=vectorized the job's place in its group is for its own run
+        summary = run(source_cfg, source_dir)
     if summary.status == Status.interrupted:
         raise signals.Stopped("source")
     if summary.status != Status.completed:
